@@ -1,0 +1,33 @@
+"""Names of the keys that every market writes into ``info[agent]``.
+
+Each market's docs page lists the keys it fills. The evaluator reads the same names, so a
+quantity has one key everywhere: in the round's values and, under ``REFERENCE``, in the
+analytic equilibrium of the episode.
+"""
+
+from __future__ import annotations
+
+# The round's economic quantities.
+RATE = "rate"  # interest rate posted or paid (fraction of the principal per loan term)
+PRICE = "price"  # price y = 1 / rate offered to the borrower
+LOAN = "loan"  # loan amount (coins)
+UTILITY = "utility"  # the agent's utility this round, before any reward scaling
+BORROWER_UTILITY = "borrower_utility"  # the borrower's utility this round
+IS_OPTIMAL_LENDER = "is_optimal_lender"  # whether the borrower takes its loan from this lender
+OPTIMAL_LENDER = "optimal_lender"  # index of the lender the borrower takes its loan from
+WELFARE = "welfare"  # sum of every agent's utility this round
+
+# Bookkeeping.
+ROUND = "round"  # index of the round that the step belongs to, from 0
+PHASE = "phase"  # 0 for the leaders' step, 1 for the followers' step
+ACTS = "acts"  # whether the agent's action took effect in this step
+CLIPPED_ACTIONS = "clipped_actions"  # actions clipped into the action space so far this episode
+
+# Analytic reference values, present only for envs built with reference=True.
+REFERENCE = "reference"  # dict of equilibrium values of the episode under the keys above
+BEST_RESPONSE_UTILITY = "best_response_utility"  # max over own action of U_i(a_i', a_-i)
+BEST_RESPONSE_RATE = "best_response_rate"  # the rate that attains BEST_RESPONSE_UTILITY
+
+LEADERS_PHASE = 0
+FOLLOWERS_PHASE = 1
+LOANS = "loans"  # the borrower's loan from every lender (coins), one entry per lender

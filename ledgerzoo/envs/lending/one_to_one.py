@@ -1,0 +1,670 @@
+"""Lending market with one borrower and N competing lenders (lenders lead).
+
+The stage game and its equilibrium are in :mod:`ledgerzoo.envs.lending.model` and
+:mod:`ledgerzoo.envs.lending.equilibrium`; this module turns them into a repeated market: the
+batched core :class:`OneToOneMarket` (B instances, the math on (B, N) arrays) and its
+PettingZoo face :class:`LendingOneToOneEnv`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from ledgerzoo.envs.core import keys
+from ledgerzoo.envs.core.market import FOLLOWER_MODES, BatchedMarket, Role
+from ledgerzoo.envs.core.parallel import MarketParallelEnv
+from ledgerzoo.envs.core.params import ParamSpec, parse_param
+from ledgerzoo.envs.lending import equilibrium
+from ledgerzoo.envs.lending.equilibrium import OneToOneEquilibrium, OneToOneGame
+from ledgerzoo.envs.lending.model import prices_from_rates
+
+NAME = "lending_one_to_one_v0"
+
+# Defaults of the scenario (see docs/lending.md for units).
+DEFAULT_N_LENDERS = 5
+DEFAULT_WILLINGNESS = {"low": 1.0, "high": 5.0}  # d_i, coins x rate
+DEFAULT_MIN_RATE = {"low": 0.02, "high": 0.10}  # r_min,i, fraction per loan term
+DEFAULT_MAX_RATE = 0.5  # r_max, fraction per loan term
+DEFAULT_MAX_CYCLES = 25  # rounds per episode
+# Without a max_loan, a learned borrower's action maps onto [min_loan, LOAN_CAP_FACTOR * d_i /
+# r_min,i]: twice the largest loan d_i y_i that a best response can ask for.
+LOAN_CAP_FACTOR = 2.0
+
+# Lender observation: (name, low, high), in order.
+LENDER_OBSERVATION: tuple[tuple[str, float, float], ...] = (
+    ("phase", 0.0, 1.0),
+    ("round_progress", 0.0, 1.0),
+    ("has_history", 0.0, 1.0),
+    ("n_lenders", 1.0, np.inf),
+    ("willingness", 0.0, np.inf),
+    ("max_rate", 0.0, np.inf),
+    ("min_rate_ratio", 0.0, 1.0),
+    ("last_rate_ratio", 0.0, 1.0),
+    ("others_mean_rate_ratio", 0.0, 1.0),
+    ("others_min_rate_ratio", 0.0, 1.0),
+    ("others_max_rate_ratio", 0.0, 1.0),
+    ("last_loan_share", 0.0, 1.0),
+    ("competition_index", 0.0, np.inf),
+    ("was_optimal_lender", 0.0, 1.0),
+)
+LENDER_INDEX = {name: index for index, (name, _, _) in enumerate(LENDER_OBSERVATION)}
+# Borrower observation: these entries, then (willingness, rate_ratio, max_loan) per lender.
+BORROWER_HEADER: tuple[tuple[str, float, float], ...] = (
+    ("phase", 0.0, 1.0),
+    ("round_progress", 0.0, 1.0),
+    ("has_history", 0.0, 1.0),
+    ("max_rate", 0.0, np.inf),
+    ("min_loan", 0.0, np.inf),
+)
+BORROWER_PER_LENDER: tuple[tuple[str, float, float], ...] = (
+    ("willingness", 0.0, np.inf),
+    ("rate_ratio", 0.0, 1.0),
+    ("max_loan", 0.0, np.inf),
+)
+
+
+class OneToOneMarket(BatchedMarket):
+    """B instances of the one-to-one lending market, stepped on (B, N) arrays.
+
+    Arguments are those of :class:`LendingOneToOneEnv`, plus ``num_instances`` (B).
+    """
+
+    name = NAME
+
+    def __init__(
+        self,
+        n_lenders: int = DEFAULT_N_LENDERS,
+        willingness: Any = None,
+        min_rate: Any = None,
+        max_rate: float = DEFAULT_MAX_RATE,
+        min_loan: float = 0.0,
+        max_loan: Any = None,
+        max_cycles: int = DEFAULT_MAX_CYCLES,
+        followers: str = "analytic",
+        reward_scale: float = 1.0,
+        reference: bool = False,
+        num_instances: int = 1,
+    ) -> None:
+        if followers not in FOLLOWER_MODES:
+            raise ValueError(
+                f"invalid followers {followers!r}; expected one of {list(FOLLOWER_MODES)}"
+            )
+        super().__init__(
+            num_instances=num_instances,
+            max_cycles=max_cycles,
+            two_phase=followers == "learned",
+            reward_scale=reward_scale,
+        )
+        if isinstance(n_lenders, bool) or not isinstance(n_lenders, (int, np.integer)):
+            raise TypeError(f"n_lenders must be an int, got {n_lenders!r}")
+        if n_lenders < 1:
+            raise ValueError(f"n_lenders must be at least 1, got {n_lenders}")
+        self.n_lenders = int(n_lenders)
+        self.followers = followers
+        self.reference = bool(reference)
+        self.max_rate = _positive_number("max_rate", max_rate)
+        self.min_loan = float(min_loan)
+        if not np.isfinite(self.min_loan) or self.min_loan < 0.0:
+            raise ValueError(f"invalid min_loan {min_loan!r}: expected a finite number >= 0")
+        n = self.n_lenders
+        self.willingness_spec = parse_param(
+            "willingness",
+            DEFAULT_WILLINGNESS if willingness is None else willingness,
+            n,
+            minimum=0.0,
+            strictly_above_minimum=True,
+        )
+        self.min_rate_spec = parse_param(
+            "min_rate",
+            DEFAULT_MIN_RATE if min_rate is None else min_rate,
+            n,
+            minimum=0.0,
+            strictly_above_minimum=True,
+            maximum=self.max_rate,
+            strictly_below_maximum=True,
+        )
+        self.max_loan_spec: ParamSpec | None = None
+        if max_loan is not None:
+            self.max_loan_spec = parse_param(
+                "max_loan", max_loan, n, minimum=self.min_loan, strictly_above_minimum=True
+            )
+
+        lender_low = np.array([low for _, low, _ in LENDER_OBSERVATION], dtype=np.float32)
+        lender_high = np.array([high for _, _, high in LENDER_OBSERVATION], dtype=np.float32)
+        roles = [
+            Role(
+                "lender",
+                n,
+                gymnasium.spaces.Box(lender_low, lender_high, dtype=np.float32),
+                gymnasium.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
+            )
+        ]
+        if self.two_phase:
+            header_low = [low for _, low, _ in BORROWER_HEADER]
+            header_high = [high for _, _, high in BORROWER_HEADER]
+            borrower_low = np.array(
+                header_low + [low for _, low, _ in BORROWER_PER_LENDER] * n, dtype=np.float32
+            )
+            borrower_high = np.array(
+                header_high + [high for _, _, high in BORROWER_PER_LENDER] * n, dtype=np.float32
+            )
+            roles.append(
+                Role(
+                    "borrower",
+                    1,
+                    gymnasium.spaces.Box(borrower_low, borrower_high, dtype=np.float32),
+                    gymnasium.spaces.Box(0.0, 1.0, shape=(n,), dtype=np.float32),
+                )
+            )
+        self._roles = tuple(roles)
+
+        shape = (self.num_instances, n)
+        self.game = OneToOneGame(
+            willingness=np.ones(shape),
+            min_rate=np.full(shape, 0.5 * self.max_rate),
+            max_rate=np.full(self.num_instances, self.max_rate),
+            min_loan=np.full(self.num_instances, self.min_loan),
+            max_loan=np.full(shape, np.inf),
+        )
+        self._loan_upper = np.ones(shape)
+        self._equilibrium: OneToOneEquilibrium | None = None
+        self._clear_history()
+
+    # ----------------------------------------------------------------------------------------
+
+    @property
+    def roles(self) -> tuple[Role, ...]:
+        return self._roles
+
+    def acting_roles(self) -> tuple[str, ...]:
+        if self.two_phase and self.phase == keys.FOLLOWERS_PHASE:
+            return ("borrower",)
+        return ("lender",)
+
+    @property
+    def equilibrium(self) -> OneToOneEquilibrium:
+        """The analytic equilibrium of every instance's current episode (solved on demand)."""
+        if self._equilibrium is None:
+            self._equilibrium = equilibrium.solve(self.game)
+        return self._equilibrium
+
+    def _clear_history(self) -> None:
+        shape = (self.num_instances, self.n_lenders)
+        self.has_history = False
+        self.last_rates = np.zeros(shape)
+        self.last_loans = np.zeros(shape)
+        self.last_optimal = np.zeros(self.num_instances, dtype=np.int64)
+        self.posted_rates = np.zeros(shape)
+        self.last_outcome: dict[str, np.ndarray] | None = None
+
+    def _reset_episode(self, generators: Sequence[np.random.Generator]) -> None:
+        # One draw per instance and parameter, each instance from its own generator, so that
+        # instance b of a vector env matches the PettingZoo env reset with b's seed.
+        n = self.n_lenders
+        specs = [self.willingness_spec, self.min_rate_spec]
+        if self.max_loan_spec is not None:
+            specs.append(self.max_loan_spec)
+        uniforms = np.stack([rng.random((len(specs), n)) for rng in generators])  # (B, P, N)
+        willingness = self.willingness_spec.sample(uniforms[:, 0])
+        min_rate = self.min_rate_spec.sample(uniforms[:, 1])
+        shape = (self.num_instances, n)
+        max_loan = (
+            np.full(shape, np.inf)
+            if self.max_loan_spec is None
+            else self.max_loan_spec.sample(uniforms[:, 2])
+        )
+        self.game = OneToOneGame(
+            willingness=willingness,
+            min_rate=min_rate,
+            max_rate=np.full(self.num_instances, self.max_rate),
+            min_loan=np.full(self.num_instances, self.min_loan),
+            max_loan=max_loan,
+        )
+        self._loan_upper = np.where(
+            np.isfinite(max_loan), max_loan, LOAN_CAP_FACTOR * willingness / min_rate
+        )
+        self._equilibrium = equilibrium.solve(self.game) if self.reference else None
+        self._clear_history()
+
+    def _step_phase(
+        self, actions: Mapping[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+        if "lender" in actions:
+            rates = self.rates_from_actions(actions["lender"][..., 0])
+            if self.two_phase:
+                # Leaders' step: the rates are posted; the borrower answers in the next step.
+                self.posted_rates = rates
+                return {}, {"lender": {keys.RATE: rates, keys.PRICE: prices_from_rates(rates)}}
+            loans = equilibrium.best_response_loans(rates, self.game)
+        else:
+            rates = self.posted_rates
+            loans = self.loans_from_actions(actions["borrower"][:, 0])
+        return self._settle_round(rates, loans)
+
+    def _settle_round(
+        self, rates: np.ndarray, loans: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+        result = equilibrium.outcome(rates, loans, self.game)
+        n = self.n_lenders
+        is_optimal = np.arange(n)[None, :] == result["optimal_lender"][:, None]
+        optimal = result["optimal_lender"][:, None]
+        lender_infos: dict[str, np.ndarray] = {
+            keys.RATE: rates,
+            keys.PRICE: prices_from_rates(rates),
+            keys.LOAN: loans,
+            keys.UTILITY: result["lender_utilities"],
+            keys.IS_OPTIMAL_LENDER: is_optimal,
+            keys.BORROWER_UTILITY: np.repeat(result["borrower_utility"][:, None], n, axis=1),
+            keys.WELFARE: np.repeat(result["welfare"][:, None], n, axis=1),
+        }
+        rewards = {"lender": result["lender_utilities"]}
+        infos = {"lender": lender_infos}
+        borrower_infos: dict[str, np.ndarray] = {
+            keys.RATE: np.take_along_axis(rates, optimal, axis=1),
+            keys.LOAN: np.take_along_axis(loans, optimal, axis=1),
+            keys.LOANS: loans[:, None, :],
+            keys.UTILITY: result["borrower_utility"][:, None],
+            keys.OPTIMAL_LENDER: optimal,
+            keys.WELFARE: result["welfare"][:, None],
+        }
+        if self.two_phase:
+            rewards["borrower"] = result["borrower_utility"][:, None]
+            infos["borrower"] = borrower_infos
+        if self.reference:
+            self._add_reference(rates, result, infos, borrower_infos)
+
+        self.last_rates = rates
+        self.last_loans = loans
+        self.last_optimal = result["optimal_lender"]
+        self.last_outcome = result
+        self.has_history = True
+        return rewards, infos
+
+    def _add_reference(
+        self,
+        rates: np.ndarray,
+        result: Mapping[str, np.ndarray],
+        infos: dict[str, dict[str, np.ndarray]],
+        borrower_infos: dict[str, np.ndarray],
+    ) -> None:
+        """Add the episode's equilibrium and each agent's best-response utility to the infos.
+
+        A lender's best response is taken against the others' actual offers, with the borrower
+        answering the deviating lender by its own best response (for a learned borrower too).
+        """
+        solution = self.equilibrium
+        n = self.n_lenders
+        borrower_all = result["borrower_utilities"]
+        others = borrower_all.sum(axis=1, keepdims=True) - borrower_all
+        best_prices, best_utilities = equilibrium.best_response(others, self.game)
+        is_optimal = np.arange(n)[None, :] == solution.optimal_lender[:, None]
+        lender_infos = infos["lender"]
+        lender_infos[keys.BEST_RESPONSE_UTILITY] = best_utilities
+        lender_infos[keys.BEST_RESPONSE_RATE] = 1.0 / best_prices
+        for key, value in (
+            (keys.RATE, solution.rates),
+            (keys.PRICE, solution.prices),
+            (keys.LOAN, solution.loans),
+            (keys.UTILITY, solution.lender_utilities),
+            (keys.IS_OPTIMAL_LENDER, is_optimal),
+            (keys.BORROWER_UTILITY, np.repeat(solution.borrower_utility[:, None], n, axis=1)),
+            (keys.WELFARE, np.repeat(solution.welfare[:, None], n, axis=1)),
+        ):
+            lender_infos[f"{keys.REFERENCE}/{key}"] = value
+
+        optimal = solution.optimal_lender[:, None]
+        best_loans = equilibrium.best_response_loans(rates, self.game)
+        best_borrower = equilibrium.outcome(rates, best_loans, self.game)["borrower_utility"]
+        borrower_infos[keys.BEST_RESPONSE_UTILITY] = best_borrower[:, None]
+        for key, value in (
+            (keys.RATE, np.take_along_axis(solution.rates, optimal, axis=1)),
+            (keys.LOAN, np.take_along_axis(solution.loans, optimal, axis=1)),
+            (keys.LOANS, solution.loans[:, None, :]),
+            (keys.UTILITY, solution.borrower_utility[:, None]),
+            (keys.OPTIMAL_LENDER, optimal),
+            (keys.WELFARE, solution.welfare[:, None]),
+        ):
+            borrower_infos[f"{keys.REFERENCE}/{key}"] = value
+
+    # ----------------------------------------------------------------------------------------
+    # Action maps.
+
+    def rates_from_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Map lender actions in [0, 1], (B, N), onto rates r_min,i + a (r_max - r_min,i)."""
+        min_rate = self.game.min_rate
+        return min_rate + actions.astype(np.float64) * (self.max_rate - min_rate)
+
+    def actions_from_rates(self, rates: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`rates_from_actions`, (B, N) -> (B, N, 1) float32 in [0, 1]."""
+        min_rate = self.game.min_rate
+        fraction = (rates - min_rate) / (self.max_rate - min_rate)
+        return np.clip(fraction, 0.0, 1.0).astype(np.float32)[..., None]
+
+    def loans_from_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Map borrower actions in [0, 1], (B, N), onto loans in [x_min, loan upper bound]."""
+        return self.min_loan + actions.astype(np.float64) * (self._loan_upper - self.min_loan)
+
+    def actions_from_loans(self, loans: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`loans_from_actions`, (B, N) -> (B, 1, N) float32 in [0, 1]."""
+        fraction = (loans - self.min_loan) / (self._loan_upper - self.min_loan)
+        return np.clip(fraction, 0.0, 1.0).astype(np.float32)[:, None, :]
+
+    # ----------------------------------------------------------------------------------------
+    # Observations and reference policies.
+
+    def observe(self) -> dict[str, np.ndarray]:
+        observations = {"lender": self._observe_lenders()}
+        if self.two_phase:
+            observations["borrower"] = self._observe_borrower()
+        return observations
+
+    def _observe_lenders(self) -> np.ndarray:
+        batch, n = self.num_instances, self.n_lenders
+        game = self.game
+        r_max = self.max_rate
+        obs = np.zeros((batch, n, len(LENDER_OBSERVATION)), dtype=np.float64)
+        obs[..., LENDER_INDEX["phase"]] = self.phase
+        obs[..., LENDER_INDEX["round_progress"]] = self.round / self.max_cycles
+        obs[..., LENDER_INDEX["has_history"]] = float(self.has_history)
+        obs[..., LENDER_INDEX["n_lenders"]] = n
+        obs[..., LENDER_INDEX["willingness"]] = game.willingness
+        obs[..., LENDER_INDEX["max_rate"]] = r_max
+        obs[..., LENDER_INDEX["min_rate_ratio"]] = game.min_rate / r_max
+        if self.has_history:
+            rates = self.last_rates
+            loans = self.last_loans
+            obs[..., LENDER_INDEX["last_rate_ratio"]] = rates / r_max
+            if n > 1:
+                total = rates.sum(axis=1, keepdims=True)
+                obs[..., LENDER_INDEX["others_mean_rate_ratio"]] = (total - rates) / (n - 1) / r_max
+                low, high = _others_extremes(rates)
+                obs[..., LENDER_INDEX["others_min_rate_ratio"]] = low / r_max
+                obs[..., LENDER_INDEX["others_max_rate_ratio"]] = high / r_max
+            loan_total = loans.sum(axis=1, keepdims=True)
+            obs[..., LENDER_INDEX["last_loan_share"]] = np.divide(
+                loans, loan_total, out=np.zeros_like(loans), where=loan_total > 0.0
+            )
+            # u_i = r_min,i sum_{j != i} x_j / d_i: equals r_min,i beta_i when the borrower
+            # answers with its best response, which is what a best response needs.
+            obs[..., LENDER_INDEX["competition_index"]] = (
+                game.min_rate * (loan_total - loans) / game.willingness
+            )
+            obs[..., LENDER_INDEX["was_optimal_lender"]] = (
+                np.arange(n)[None, :] == self.last_optimal[:, None]
+            )
+        return _to_space(obs, self._roles[0].observation_space)
+
+    def _observe_borrower(self) -> np.ndarray:
+        batch, n = self.num_instances, self.n_lenders
+        header = np.zeros((batch, len(BORROWER_HEADER)))
+        header[:, 0] = self.phase
+        header[:, 1] = self.round / self.max_cycles
+        header[:, 2] = float(self.has_history)
+        header[:, 3] = self.max_rate
+        header[:, 4] = self.min_loan
+        # The rates the borrower sees: this round's posted rates in its own step, else last round's.
+        rates = self.posted_rates if self.phase == keys.FOLLOWERS_PHASE else self.last_rates
+        per_lender = np.stack(
+            [self.game.willingness, rates / self.max_rate, self._loan_upper], axis=-1
+        ).reshape(batch, n * len(BORROWER_PER_LENDER))
+        obs = np.concatenate([header, per_lender], axis=1)[:, None, :]
+        return _to_space(obs, self._roles[1].observation_space)
+
+    def equilibrium_actions(self) -> dict[str, np.ndarray]:
+        actions = {"lender": self.actions_from_rates(self.equilibrium.rates)}
+        if self.two_phase:
+            rates = (
+                self.posted_rates if self.phase == keys.FOLLOWERS_PHASE else self.equilibrium.rates
+            )
+            actions["borrower"] = self.actions_from_loans(
+                equilibrium.best_response_loans(rates, self.game)
+            )
+        return actions
+
+    def best_response_actions(
+        self, observations: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Myopic best responses computed from observations alone.
+
+        A lender answers last round's public data with the closed-form best response (slack
+        loan bounds assumed). In round 0, with no history, it posts the rate of the symmetric
+        equilibrium r_min,i (2N - 1) / (N - 1) (r_max when N = 1). The borrower answers the
+        posted rates with x_i = d_i / r_i, clipped to its loan bounds.
+        """
+        actions: dict[str, np.ndarray] = {}
+        lender_obs = np.asarray(observations["lender"], dtype=np.float64)
+        actions["lender"] = lender_best_response_actions(lender_obs)
+        if "borrower" in observations:
+            borrower_obs = np.asarray(observations["borrower"], dtype=np.float64)[:, 0]
+            n = self.n_lenders
+            per_lender = borrower_obs[:, len(BORROWER_HEADER) :].reshape(-1, n, 3)
+            min_loan = borrower_obs[:, 4:5]
+            rates = np.maximum(per_lender[..., 1] * borrower_obs[:, 3:4], 1e-12)
+            upper = per_lender[..., 2]
+            loans = np.clip(per_lender[..., 0] / rates, min_loan, upper)
+            span = np.maximum(upper - min_loan, 1e-12)
+            actions["borrower"] = np.clip((loans - min_loan) / span, 0.0, 1.0).astype(np.float32)[
+                :, None, :
+            ]
+        return actions
+
+    # ----------------------------------------------------------------------------------------
+
+    def render_text(self) -> str:
+        """The last round of instance 0 as a text table."""
+        lines = [f"{self.name}  round {self.round}/{self.max_cycles}  phase {self.phase}"]
+        header = f"{'lender':<10}{'r_min':>8}{'rate':>9}{'loan':>11}{'utility':>11}"
+        if self.reference:
+            header += f"{'eq. rate':>10}"
+        lines.append(header + "  optimal")
+        result = self.last_outcome
+        for i in range(self.n_lenders):
+            rate = f"{self.last_rates[0, i]:9.4f}" if self.has_history else f"{'-':>9}"
+            loan = f"{self.last_loans[0, i]:11.3f}" if self.has_history else f"{'-':>11}"
+            utility = f"{result['lender_utilities'][0, i]:11.4f}" if result else f"{'-':>11}"
+            row = f"{'lender_' + str(i):<10}{self.game.min_rate[0, i]:8.4f}{rate}{loan}{utility}"
+            if self.reference:
+                row += f"{self.equilibrium.rates[0, i]:10.4f}"
+            marker = "  *" if result is not None and result["optimal_lender"][0] == i else ""
+            lines.append(row + marker)
+        if result is not None:
+            lines.append(
+                f"borrower utility {result['borrower_utility'][0]:.4f}  "
+                f"welfare {result['welfare'][0]:.4f}"
+            )
+        return "\n".join(lines)
+
+
+def lender_best_response_actions(observations: np.ndarray) -> np.ndarray:
+    """Closed-form best responses of lenders to last round's public data, from observations.
+
+    Args:
+        observations: Lender observations, (..., len(LENDER_OBSERVATION)).
+
+    Returns:
+        Actions in [0, 1], (..., 1), float32.
+    """
+    obs = np.asarray(observations, dtype=np.float64)
+    max_rate = obs[..., LENDER_INDEX["max_rate"]]
+    min_rate = obs[..., LENDER_INDEX["min_rate_ratio"]] * max_rate
+    n = obs[..., LENDER_INDEX["n_lenders"]]
+    beta = obs[..., LENDER_INDEX["competition_index"]] / min_rate
+    price = equilibrium.closed_form_best_response(beta, min_rate, max_rate)
+    # No history yet: the symmetric equilibrium price (N - 1) / (r_min (2N - 1)).
+    symmetric = np.clip((n - 1.0) / (min_rate * (2.0 * n - 1.0)), 1.0 / max_rate, 1.0 / min_rate)
+    price = np.where(obs[..., LENDER_INDEX["has_history"]] > 0.5, price, symmetric)
+    fraction = (1.0 / price - min_rate) / (max_rate - min_rate)
+    return np.clip(fraction, 0.0, 1.0).astype(np.float32)[..., None]
+
+
+def _others_extremes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum and maximum over j != i of values[:, j], for every i; (B, N) each (N >= 2)."""
+    order = np.sort(values, axis=1)
+    smallest, second_smallest = order[:, :1], order[:, 1:2]
+    largest, second_largest = order[:, -1:], order[:, -2:-1]
+    low = np.where(values == smallest, second_smallest, smallest)
+    high = np.where(values == largest, second_largest, largest)
+    return low, high
+
+
+def _to_space(obs: np.ndarray, space: gymnasium.spaces.Box) -> np.ndarray:
+    """Cast to the space's dtype and clip into its bounds (guards float32 rounding at bounds)."""
+    return np.clip(obs.astype(np.float32), space.low, space.high)
+
+
+def _positive_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"invalid {name} {value!r}: expected a number above 0")
+    number = float(value)
+    if not np.isfinite(number) or number <= 0.0:
+        raise ValueError(f"invalid {name} {value!r}: expected a finite number above 0")
+    return number
+
+
+class LendingOneToOneEnv(MarketParallelEnv):
+    """One borrower, N competing lenders: lenders lead by posting interest rates.
+
+    ## Description
+
+    A vehicle that buys data on a blockchain market has to wait for confirmation before coins
+    it receives are spendable, and a new vehicle starts with none, so it borrows. N lenders
+    compete for the loan: each round every lender posts an interest rate r_i, the borrower
+    answers with a loan x_i from each lender, and takes its loan from the lender it values
+    most. This is the loan-pricing Stackelberg game of W. Chen's InPlus Lab (Sun Yat-sen
+    University); its utilities are in :mod:`ledgerzoo.envs.lending.model` and docs/lending.md.
+
+    With ``followers="analytic"`` (default) the borrower answers with its closed-form best
+    response x_i = d_i / r_i inside the step, so one step is one round and the agents are
+    lender_0..lender_{N-1}. With ``followers="learned"`` the borrower is the agent borrower_0
+    and a round is two steps: in the leaders' step (phase 0) only the lenders' actions take
+    effect and the rates are posted; in the followers' step (phase 1) only the borrower's
+    action takes effect, after observing the posted rates. Every live agent acts in every step.
+
+    ## Action space
+
+    Lender: ``Box(0, 1, (1,), float32)``. Action a maps onto the rate
+    r_i = r_min,i + a (r_max - r_min,i) (fraction of the principal per loan term).
+
+    Borrower (learned followers only): ``Box(0, 1, (N,), float32)``. Entry i maps onto the loan
+    x_i = x_min + a_i (x_up,i - x_min) coins, where x_up,i is max_loan when set and otherwise
+    2 d_i / r_min,i (twice the largest best-response loan).
+
+    Actions outside the box are clipped and counted in ``info[agent]["clipped_actions"]``;
+    float64 and integer actions are cast to float32. NaN, infinite or wrongly shaped actions
+    raise ValueError; an unknown agent or a live agent without an action raises KeyError.
+
+    ## Observation space
+
+    Lender, ``Box(float32)`` of 14 entries; the size does not depend on N. "Last round" is
+    what the public ledger shows of the previous round (zeros before the first round).
+
+    | index | meaning | unit | bounds |
+    |---|---|---|---|
+    | 0 | phase: 0 leaders' step, 1 followers' step | - | [0, 1] |
+    | 1 | round / max_cycles | - | [0, 1] |
+    | 2 | 1 once a round has been played in this episode | - | [0, 1] |
+    | 3 | number of lenders N | - | [1, inf) |
+    | 4 | own willingness d_i | coins x rate | [0, inf) |
+    | 5 | rate cap r_max | rate | [0, inf) |
+    | 6 | own minimum rate r_min,i / r_max | - | [0, 1] |
+    | 7 | own last rate / r_max | - | [0, 1] |
+    | 8 | mean of the others' last rates / r_max | - | [0, 1] |
+    | 9 | lowest of the others' last rates / r_max | - | [0, 1] |
+    | 10 | highest of the others' last rates / r_max | - | [0, 1] |
+    | 11 | own share of last round's loan demand x_i / sum_j x_j | - | [0, 1] |
+    | 12 | competition index u_i = r_min,i sum_{j != i} x_j / d_i | - | [0, inf) |
+    | 13 | 1 if the borrower took its loan from this lender last round | - | [0, 1] |
+
+    A lender never observes another lender's r_min. Entry 12 is r_min,i beta_i when the
+    borrower best-responds, which is all a best response needs.
+
+    Borrower (learned followers only), ``Box(float32)`` of 5 + 3N entries: phase, round /
+    max_cycles, history flag, r_max, x_min, then for each lender i: d_i, r_i / r_max (this
+    round's posted rate in the followers' step, last round's otherwise) and x_up,i.
+
+    ## Rewards
+
+    Lender i receives LU_i = rho_i phi_i (coins), the competitiveness-weighted profit, and the
+    borrower (when learned) BU_l, its utility for the loan it takes. Rewards are paid once per
+    round, at its last step, multiplied by ``reward_scale``; infos always carry the unscaled
+    utilities.
+
+    ## Starting state
+
+    Each episode draws d_i and r_min,i (and max_loan, when given as a range) from the scenario
+    with the env's generator, seeded by ``reset(seed)``. Nothing has been posted yet.
+
+    ## Episode end
+
+    No termination. The episode is truncated after ``max_cycles`` rounds, for every agent.
+
+    ## Info
+
+    ``info[agent]`` holds the round's rate, price, loan, utility, is_optimal_lender,
+    borrower_utility, welfare, round, phase, acts and clipped_actions (keys in
+    :mod:`ledgerzoo.envs.core.keys`). With ``reference=True`` it also holds
+    ``best_response_utility`` and ``best_response_rate`` (the best unilateral deviation
+    against the others' actual actions) and, under ``reference``, the same keys for the
+    episode's analytic equilibrium.
+
+    ## Arguments
+
+    - ``n_lenders`` (int, >= 1, default 5): N. With N = 1 there is no competition and the
+      equilibrium rate sits at r_max; an interior equilibrium needs N >= 2.
+    - ``willingness`` (default {low: 1, high: 5}): d_i in coins x rate, > 0: a number, a
+      {low, high} range drawn per episode, or a list of N numbers.
+    - ``min_rate`` (default {low: 0.02, high: 0.1}): r_min,i, in (0, r_max), same forms.
+    - ``max_rate`` (float, default 0.5): r_max. If it is too low for an interior equilibrium
+      the equilibrium rates sit at r_max, which is legal.
+    - ``min_loan`` (float >= 0, default 0) and ``max_loan`` (default None: no cap; same forms
+      as willingness): loan bounds in coins. Slack by default; when they bind, the reference
+      solver maximizes the clipped utility numerically.
+    - ``max_cycles`` (int, default 25): rounds per episode.
+    - ``followers`` ("analytic" or "learned", default "analytic").
+    - ``reward_scale`` (float > 0, default 1): factor on rewards only.
+    - ``reference`` (bool, default False): add equilibrium values to the infos.
+    - ``render_mode`` (None, "ansi" or "human").
+
+    ## Version history
+
+    - v0: first release.
+    """
+
+    metadata: dict[str, Any] = {
+        "render_modes": ["ansi", "human"],
+        "name": NAME,
+        "is_parallelizable": True,
+    }
+
+    def __init__(
+        self,
+        n_lenders: int = DEFAULT_N_LENDERS,
+        willingness: Any = None,
+        min_rate: Any = None,
+        max_rate: float = DEFAULT_MAX_RATE,
+        min_loan: float = 0.0,
+        max_loan: Any = None,
+        max_cycles: int = DEFAULT_MAX_CYCLES,
+        followers: str = "analytic",
+        reward_scale: float = 1.0,
+        reference: bool = False,
+        render_mode: str | None = None,
+    ) -> None:
+        market = OneToOneMarket(
+            n_lenders=n_lenders,
+            willingness=willingness,
+            min_rate=min_rate,
+            max_rate=max_rate,
+            min_loan=min_loan,
+            max_loan=max_loan,
+            max_cycles=max_cycles,
+            followers=followers,
+            reward_scale=reward_scale,
+            reference=reference,
+            num_instances=1,
+        )
+        super().__init__(market, render_mode=render_mode)

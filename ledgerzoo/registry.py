@@ -1,0 +1,125 @@
+"""The single list of ledgerzoo environments.
+
+Tests, docs and the command line enumerate :func:`list_envs`; there is no second list. A
+registry entry names a module that follows the PettingZoo layout (``env()``,
+``parallel_env()``, ``raw_env``) and, for markets with a vector face, exposes
+``market_class``, the :class:`~ledgerzoo.envs.core.market.BatchedMarket` both faces step.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from pettingzoo import AECEnv, ParallelEnv
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A registered environment.
+
+    Attributes:
+        name: Registry name with its version suffix, for example ``lending_one_to_one_v0``.
+        module: Import path of the env module (``env``, ``parallel_env``, ``raw_env``).
+        summary: One line for ``ledgerzoo list`` and the docs.
+    """
+
+    name: str
+    module: str
+    summary: str
+
+    def load(self) -> ModuleType:
+        """Import the env module."""
+        return importlib.import_module(self.module)
+
+
+_REGISTRY: dict[str, EnvSpec] = {}
+
+
+def register(name: str, module: str, summary: str, *, overwrite: bool = False) -> EnvSpec:
+    """Add an environment to the registry.
+
+    Args:
+        name: Registry name; it should carry a version suffix such as ``_v0``.
+        module: Import path of a module exposing ``parallel_env(**kwargs)`` and
+            ``env(**kwargs)`` (and ``market_class`` to get a vector face).
+        summary: One line describing the market.
+        overwrite: Whether to replace an existing entry of the same name.
+
+    Returns:
+        The new entry.
+
+    Raises:
+        ValueError: If the name is taken and ``overwrite`` is False, or the name is empty.
+    """
+    if not name or not isinstance(name, str):
+        raise ValueError(f"invalid env name {name!r}: expected a non-empty string")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"an env named {name!r} is already registered; pass overwrite=True to replace it"
+        )
+    spec = EnvSpec(name=name, module=module, summary=summary)
+    _REGISTRY[name] = spec
+    return spec
+
+
+def spec(name: str) -> EnvSpec:
+    """Look up a registered environment.
+
+    Raises:
+        KeyError: If no env has that name; the message lists the registered names.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise KeyError(
+            f"unknown env {name!r}.{hint} Registered envs: {', '.join(list_envs())}"
+        ) from None
+
+
+def list_envs() -> list[str]:
+    """Names of every registered environment, sorted."""
+    return sorted(_REGISTRY)
+
+
+def make(name: str, **kwargs: Any) -> ParallelEnv:
+    """Build a registered environment's PettingZoo ParallelEnv.
+
+    Args:
+        name: Registry name (see :func:`list_envs`).
+        **kwargs: Constructor arguments of the env.
+    """
+    return spec(name).load().parallel_env(**kwargs)  # type: ignore[no-any-return]
+
+
+def make_aec(name: str, **kwargs: Any) -> AECEnv:
+    """Build a registered environment's AEC form."""
+    return spec(name).load().env(**kwargs)  # type: ignore[no-any-return]
+
+
+def market_class(name: str) -> Callable[..., Any]:
+    """The batched market class behind a registered env (its vector face).
+
+    Raises:
+        ValueError: If the env module exposes no ``market_class``.
+    """
+    module = spec(name).load()
+    cls = getattr(module, "market_class", None)
+    if cls is None:
+        raise ValueError(
+            f"env {name!r} has no vector face: its module {module.__name__} defines no market_class"
+        )
+    return cls  # type: ignore[no-any-return]
+
+
+register(
+    "lending_one_to_one_v0",
+    "ledgerzoo.envs.lending_one_to_one_v0",
+    "One borrower, N competing lenders post interest rates (Stackelberg, lenders lead).",
+)
