@@ -1,0 +1,208 @@
+"""The ``ledgerzoo`` command: a thin layer over :mod:`ledgerzoo.training` and the registry.
+
+Commands: ``train``, ``evaluate``, ``solve``, ``list``. Each calls one documented function
+(:func:`ledgerzoo.training.train.train`, :func:`~ledgerzoo.training.train.evaluate_run`,
+:func:`~ledgerzoo.training.evaluate.evaluate_config`, :func:`ledgerzoo.training.solve.solve`,
+:func:`ledgerzoo.list_envs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ledgerzoo import __version__, registry
+from ledgerzoo.training.config import ConfigError, load_config
+
+logger = logging.getLogger("ledgerzoo")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 on success, 2 on bad input)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args))
+    except (
+        ConfigError,
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        FileExistsError,
+        ImportError,
+    ) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"ledgerzoo {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ledgerzoo",
+        description="Multi-agent markets of blockchain-supported IoT economies, with their "
+        "analytic equilibria.",
+    )
+    parser.add_argument("--version", action="version", version=f"ledgerzoo {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train on a config, then evaluate the result")
+    train.add_argument(
+        "config", nargs="?", help="YAML experiment config (not needed with --resume)"
+    )
+    train.add_argument(
+        "--run-dir", help="run directory (default: runs/<env>__<config>__seed<s>__<time>)"
+    )
+    train.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint"
+    )
+    train.add_argument(
+        "--total-timesteps", type=int, help="override train.total_timesteps (agent-steps)"
+    )
+    train.add_argument("--seed", type=int, help="override train.seed")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="measure a trained run or a policy against the equilibrium"
+    )
+    evaluate.add_argument("target", help="a run directory, or a YAML config used with --policy")
+    evaluate.add_argument(
+        "--policy",
+        default=None,
+        help="with a config: equilibrium, best_response, random, fixed, or package.module:attribute",
+    )
+    evaluate.add_argument("--episodes", type=int, help="override eval.episodes (held-out seeds)")
+    evaluate.add_argument(
+        "--out", help="output directory (default: RUN_DIR/eval, or runs/eval-<policy>-<time>)"
+    )
+    evaluate.set_defaults(handler=_evaluate)
+
+    solve = commands.add_parser(
+        "solve", help="print the analytic equilibrium of a config's scenario"
+    )
+    solve.add_argument("config", help="YAML experiment config")
+    solve.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    solve.add_argument(
+        "--method", default="best_response", help="solver method (best_response or gradient)"
+    )
+    solve.add_argument(
+        "--seed", type=int, help="seed of parameters drawn from ranges (default: eval.seed)"
+    )
+    solve.set_defaults(handler=_solve)
+
+    listing = commands.add_parser("list", help="list the registered environments")
+    listing.set_defaults(handler=_list)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ledgerzoo.training.config import validate
+    from ledgerzoo.training.train import train
+
+    if args.resume:
+        if args.config:
+            raise ValueError("give either a config or --resume RUN_DIR, not both")
+        config = load_config(Path(args.resume) / "config.yaml")
+        run_dir = args.resume
+    elif args.config:
+        config = load_config(args.config)
+        run_dir = args.run_dir
+    else:
+        raise ValueError(
+            "missing config: run 'ledgerzoo train CONFIG' or 'ledgerzoo train --resume RUN_DIR'"
+        )
+    if args.total_timesteps is not None:
+        config.train.total_timesteps = args.total_timesteps
+    if args.seed is not None:
+        config.train.seed = args.seed
+    validate(config)
+    result = train(
+        config,
+        run_dir,
+        config_path=args.config,
+        resume=bool(args.resume),
+        progress_bar=not args.no_progress,
+        evaluate_after=not args.no_eval,
+    )
+    print(f"run directory: {result.run_dir}")
+    print(f"model: {result.model_path} ({result.timesteps} agent-steps)")
+    if result.evaluation is not None:
+        print(result.evaluation.table())
+        print(f"metrics: {result.run_dir / 'eval' / 'metrics.json'}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ledgerzoo.training.evaluate import evaluate_config
+    from ledgerzoo.training.train import evaluate_run
+
+    target = Path(args.target)
+    if target.is_dir():
+        if args.policy is not None:
+            raise ValueError(
+                "--policy applies to a config; a run directory is evaluated with its own model"
+            )
+        if args.episodes is not None:
+            raise ValueError(
+                "--episodes applies to a config; a run uses the episodes of its config"
+            )
+        result = evaluate_run(target, args.out)
+        out = Path(args.out) if args.out else target / "eval"
+    else:
+        config = load_config(target)
+        if args.episodes is not None:
+            config.eval.episodes = args.episodes
+        policy = args.policy or "equilibrium"
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        safe = policy.replace(":", "-").replace("/", "-")
+        out = Path(args.out) if args.out else Path("runs") / f"eval-{safe}-{stamp}"
+        result = evaluate_config(config, policy, out)
+    print(result.table())
+    print(f"metrics: {out / 'metrics.json'}")
+    return 0
+
+
+def _solve(args: argparse.Namespace) -> int:
+    from ledgerzoo.training.solve import solve
+
+    config = load_config(args.config)
+    result = solve(config, method=args.method, seed=args.seed)
+    if args.json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+        return 0
+    print(
+        f"{result['env']}: equilibrium by {result['method']} in {result['iterations']} iterations"
+        f" (converged: {result['converged']})"
+    )
+    if result.get("drawn_parameters"):
+        print(f"parameters drawn from the config's ranges with seed {result['seed']}")
+    rates, loans, utilities = result["rates"], result["loans"], result["lender_utilities"]
+    print(f"{'lender':<10}{'rate':>10}{'loan':>12}{'utility':>12}")
+    for index, (rate, loan, utility) in enumerate(zip(rates, loans, utilities, strict=True)):
+        marker = "  optimal" if index == result["optimal_lender"] else ""
+        print(f"{'lender_' + str(index):<10}{rate:>10.5f}{loan:>12.4f}{utility:>12.5f}{marker}")
+    print(f"borrower utility {result['borrower_utility']:.5f}, welfare {result['welfare']:.5f}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    names = registry.list_envs()
+    width = max(len(name) for name in names)
+    for name in names:
+        print(f"{name:<{width}}  {registry.spec(name).summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

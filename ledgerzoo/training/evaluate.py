@@ -1,0 +1,431 @@
+"""Evaluation of any policy against the analytic equilibrium of its market.
+
+The evaluator runs held-out episodes of the PettingZoo env built with ``reference=True`` and
+reads every reference value from the env's infos, so it never recomputes an equilibrium in a
+second way. Metrics, per round t >= ``skip_rounds`` (agents cannot know their rivals' private
+parameters in round 0):
+
+- ``rate_error``: mean over rate-setting agents of |r - r*| / r* (rates, not prices);
+- ``utility_gap/<role>``: (U* - U) / |U*| with U the role's total utility;
+- ``nash_conv``: sum over agents of (max over own action of U_i(a_i', a_-i) - U_i(a)), the
+  gain of a unilateral best response against the others' actual actions (OpenSpiel's
+  definition; exploitability is NashConv divided by the number of players);
+- ``normalized_nash_conv``: NashConv divided by the sum of the same agents' equilibrium
+  utilities;
+- ``borrower_utility`` and ``welfare`` (sum of every utility), with their equilibrium values.
+
+Each metric is averaged over the rounds of an episode, then reported as the mean over
+episodes (one held-out seed each) with a 95% confidence interval (Student t).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+from pettingzoo import ParallelEnv
+from scipy import stats
+
+from ledgerzoo import registry
+from ledgerzoo.agents.base import Policy, role_of
+from ledgerzoo.envs.core import keys
+from ledgerzoo.envs.core.seeding import instance_seeds
+from ledgerzoo.training.config import ExperimentConfig, write_atomic
+
+PolicySource = Policy | Callable[[ParallelEnv], Policy]
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """A metric over evaluation episodes.
+
+    Attributes:
+        mean: Mean over episodes.
+        ci95: Half-width of the 95% confidence interval of the mean (nan for one episode).
+        std: Sample standard deviation over episodes.
+        n: Number of episodes.
+    """
+
+    mean: float
+    ci95: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> MetricSummary:
+        """Summarize per-episode values."""
+        array = np.asarray(values, dtype=np.float64)
+        n = int(array.size)
+        mean = float(array.mean()) if n else math.nan
+        std = float(array.std(ddof=1)) if n > 1 else math.nan
+        ci95 = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)) if n > 1 else math.nan
+        return cls(mean=mean, ci95=ci95, std=std, n=n)
+
+
+@dataclass
+class EvaluationResult:
+    """What an evaluation measured.
+
+    Attributes:
+        env_name: Registry name of the env.
+        policy: Name of the evaluated policy.
+        seeds: The held-out seeds, one per episode.
+        skip_rounds: Rounds left out at the start of each episode.
+        metrics: Metric name -> summary over episodes.
+        per_episode: Metric name -> value of each episode.
+        rates: Per episode, the mean rate of each rate-setting agent over the evaluated rounds.
+        equilibrium_rates: Per episode, the equilibrium rate of each rate-setting agent.
+    """
+
+    env_name: str
+    policy: str
+    seeds: list[int]
+    skip_rounds: int
+    metrics: dict[str, MetricSummary] = field(default_factory=dict)
+    per_episode: dict[str, list[float]] = field(default_factory=dict)
+    rates: list[list[float]] = field(default_factory=list)
+    equilibrium_rates: list[list[float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as plain data (what metrics.json holds)."""
+        return {
+            "env": self.env_name,
+            "policy": self.policy,
+            "seeds": self.seeds,
+            "skip_rounds": self.skip_rounds,
+            "metrics": {
+                name: {"mean": s.mean, "ci95": s.ci95, "std": s.std, "n": s.n}
+                for name, s in self.metrics.items()
+            },
+            "per_episode": self.per_episode,
+            "rates": self.rates,
+            "equilibrium_rates": self.equilibrium_rates,
+        }
+
+    def table(self) -> str:
+        """The metrics as a text table: mean, 95% interval and episodes."""
+        width = max([len(name) for name in self.metrics] + [6])
+        lines = [
+            f"{self.env_name}: policy {self.policy}, {len(self.seeds)} held-out episodes, "
+            f"rounds >= {self.skip_rounds}",
+            f"{'metric':<{width}}  {'mean':>12}  {'95% CI':>25}",
+        ]
+        for name, s in self.metrics.items():
+            interval = (
+                f"[{s.mean - s.ci95:.6g}, {s.mean + s.ci95:.6g}]" if math.isfinite(s.ci95) else "-"
+            )
+            lines.append(f"{name:<{width}}  {s.mean:>12.6g}  {interval:>25}")
+        return "\n".join(lines)
+
+
+def evaluate_policy(
+    env_name: str,
+    env_kwargs: Mapping[str, Any],
+    policy: PolicySource,
+    *,
+    seeds: Sequence[int],
+    skip_rounds: int = 0,
+    policy_name: str = "policy",
+) -> EvaluationResult:
+    """Run a policy on held-out episodes and measure it against the analytic equilibrium.
+
+    Args:
+        env_name: Registry name of the env.
+        env_kwargs: The env's keyword arguments (``reference`` is forced on).
+        policy: A :class:`Policy`, or a callable that builds one from the env.
+        seeds: One seed per episode.
+        skip_rounds: Rounds left out at the start of each episode.
+        policy_name: Name of the policy in the result.
+
+    Returns:
+        The metrics with 95% confidence intervals over episodes.
+
+    Raises:
+        ValueError: If no round is left after ``skip_rounds`` or no seed is given.
+    """
+    if not seeds:
+        raise ValueError("evaluation needs at least one seed")
+    kwargs = dict(env_kwargs)
+    kwargs["reference"] = True
+    kwargs.pop("render_mode", None)
+    env = registry.make(env_name, **kwargs)
+    agent_policy = _build_policy(policy, env)
+    market = getattr(getattr(env, "unwrapped", env), "market", None)
+    rate_roles: Sequence[str] | None = getattr(market, "rate_roles", None)
+
+    result = EvaluationResult(
+        env_name=env_name, policy=policy_name, seeds=list(seeds), skip_rounds=skip_rounds
+    )
+    per_episode: dict[str, list[float]] = {}
+    for seed in seeds:
+        observations, _ = env.reset(seed=int(seed))
+        agent_policy.reset(int(seed))
+        if rate_roles is None and market is not None:
+            # NOTE: a market without a rate_roles attribute is assumed to have its rates set by
+            # the roles that act in the first step of a round (the leaders). A learned
+            # borrower's info repeats the rate of the lender it chose, and it must not count.
+            rate_roles = tuple(market.acting_roles())
+        rounds: list[dict[str, float]] = []
+        rate_rows: list[np.ndarray] = []
+        equilibrium_row: np.ndarray | None = None
+        while env.agents:
+            actions = agent_policy.act(observations)
+            observations, _, _, _, infos = env.step(actions)
+            if not any(keys.UTILITY in info for info in infos.values()):
+                continue  # a leaders' step: the round is settled in the next step
+            round_index = next(iter(infos.values()))[keys.ROUND]
+            if round_index < skip_rounds:
+                continue
+            rounds.append(round_metrics(infos, rate_roles))
+            rates, equilibrium_rates = _rates(infos, rate_roles)
+            rate_rows.append(rates)
+            equilibrium_row = equilibrium_rates
+        if not rounds:
+            raise ValueError(
+                f"no round left to evaluate: skip_rounds={skip_rounds} is not below the "
+                "episode length; lower eval.skip_rounds"
+            )
+        for name in rounds[0]:
+            per_episode.setdefault(name, []).append(float(np.mean([r[name] for r in rounds])))
+        result.rates.append(np.mean(rate_rows, axis=0).tolist())
+        result.equilibrium_rates.append([] if equilibrium_row is None else equilibrium_row.tolist())
+    env.close()
+    result.per_episode = per_episode
+    result.metrics = {name: MetricSummary.of(values) for name, values in per_episode.items()}
+    return result
+
+
+def round_metrics(
+    infos: Mapping[str, Mapping[str, Any]], rate_roles: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Metrics of one settled round, from the infos of an env built with ``reference=True``.
+
+    Args:
+        infos: ``info[agent]`` of the step that settled the round.
+        rate_roles: Roles whose rates count in the rate error; by default every agent whose
+            info carries a rate and a reference rate.
+
+    Returns:
+        Metric name -> value for this round.
+    """
+    metrics: dict[str, float] = {}
+    rates, equilibrium_rates = _rates(infos, rate_roles)
+    if rates.size:
+        metrics["rate_error"] = float(
+            np.mean(np.abs(rates - equilibrium_rates) / equilibrium_rates)
+        )
+        metrics["mean_rate"] = float(np.mean(rates))
+        metrics["equilibrium_mean_rate"] = float(np.mean(equilibrium_rates))
+
+    totals: dict[str, list[float]] = {}
+    for agent, info in infos.items():
+        reference = info.get(keys.REFERENCE, {})
+        if keys.UTILITY in info and keys.UTILITY in reference:
+            entry = totals.setdefault(role_of(agent), [0.0, 0.0])
+            entry[0] += float(info[keys.UTILITY])
+            entry[1] += float(reference[keys.UTILITY])
+    for role, (utility, equilibrium_utility) in sorted(totals.items()):
+        metrics[f"utility/{role}"] = utility
+        metrics[f"equilibrium_utility/{role}"] = equilibrium_utility
+        metrics[f"utility_gap/{role}"] = _gap(utility, equilibrium_utility)
+
+    first = next(iter(infos.values()))
+    first_reference = first.get(keys.REFERENCE, {})
+    if keys.BORROWER_UTILITY in first and keys.BORROWER_UTILITY in first_reference:
+        borrower, equilibrium_borrower = (
+            float(first[keys.BORROWER_UTILITY]),
+            float(first_reference[keys.BORROWER_UTILITY]),
+        )
+        metrics["borrower_utility"] = borrower
+        metrics["equilibrium_borrower_utility"] = equilibrium_borrower
+        if "borrower" not in totals:
+            metrics["utility_gap/borrower"] = _gap(borrower, equilibrium_borrower)
+    if keys.WELFARE in first and keys.WELFARE in first_reference:
+        metrics["welfare"] = float(first[keys.WELFARE])
+        metrics["equilibrium_welfare"] = float(first_reference[keys.WELFARE])
+
+    gains = [
+        float(info[keys.BEST_RESPONSE_UTILITY]) - float(info[keys.UTILITY])
+        for info in infos.values()
+        if keys.BEST_RESPONSE_UTILITY in info and keys.UTILITY in info
+    ]
+    if gains:
+        nash_conv = float(np.sum(gains))
+        equilibrium_total = sum(
+            float(info[keys.REFERENCE][keys.UTILITY])
+            for info in infos.values()
+            if keys.BEST_RESPONSE_UTILITY in info and keys.UTILITY in info.get(keys.REFERENCE, {})
+        )
+        metrics["nash_conv"] = nash_conv
+        metrics["normalized_nash_conv"] = (
+            nash_conv / equilibrium_total if equilibrium_total > 0.0 else math.nan
+        )
+    return metrics
+
+
+def write_results(result: EvaluationResult, directory: str | Path) -> dict[str, Path]:
+    """Write metrics.json, metrics.csv and the rate plot into a directory (atomically).
+
+    metrics.json is strict JSON: an undefined value (the interval of a single episode, a gap
+    to a zero equilibrium utility) is null there and nan in metrics.csv.
+
+    Returns:
+        Kind -> path of every file written.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "metrics.json", "csv": out / "metrics.csv"}
+    data = _json_compatible(result.to_dict())
+    write_atomic(paths["json"], json.dumps(data, indent=2, allow_nan=False) + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["metric", "mean", "ci95", "ci95_low", "ci95_high", "std", "episodes"])
+    for name, s in result.metrics.items():
+        writer.writerow([name, s.mean, s.ci95, s.mean - s.ci95, s.mean + s.ci95, s.std, s.n])
+    write_atomic(paths["csv"], buffer.getvalue())
+    if any(result.rates):
+        from ledgerzoo.training.plots import plot_rates
+
+        paths["rates_plot"] = plot_rates(result, out / "rates.png")
+    return paths
+
+
+def evaluation_seeds(seed: int, episodes: int) -> list[int]:
+    """The held-out seeds of an evaluation (derived like the instance seeds of a vector env)."""
+    return instance_seeds(seed, episodes)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _is_policy_instance(source: Any) -> bool:
+    """Check whether ``source`` is a built policy.
+
+    A policy class matches the Policy protocol too, because it has ``reset`` and ``act``. It is
+    still a factory, to be called with the env.
+    """
+    return isinstance(source, Policy) and not isinstance(source, type)
+
+
+def _build_policy(source: PolicySource, env: ParallelEnv) -> Policy:
+    """Return a built policy as it is, or call a factory (a policy class too) with the env."""
+    if _is_policy_instance(source):
+        return cast(Policy, source)
+    factory = cast(Callable[[ParallelEnv], Policy], source)
+    return factory(env)
+
+
+def _json_compatible(value: Any) -> Any:
+    """Replace nan and infinite floats, at any depth of dicts and lists, by None."""
+    if isinstance(value, dict):
+        return {key: _json_compatible(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_compatible(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _gap(utility: float, equilibrium_utility: float) -> float:
+    if equilibrium_utility == 0.0:
+        return math.nan
+    return (equilibrium_utility - utility) / abs(equilibrium_utility)
+
+
+def _rates(
+    infos: Mapping[str, Mapping[str, Any]], rate_roles: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    rates, equilibrium_rates = [], []
+    for agent, info in infos.items():
+        if rate_roles is not None and role_of(agent) not in rate_roles:
+            continue
+        reference = info.get(keys.REFERENCE, {})
+        if keys.RATE in info and keys.RATE in reference:
+            rates.append(float(info[keys.RATE]))
+            equilibrium_rates.append(float(reference[keys.RATE]))
+    return np.asarray(rates), np.asarray(equilibrium_rates)
+
+
+def evaluate_config(
+    config: ExperimentConfig, policy: str = "equilibrium", out_dir: str | Path | None = None
+) -> EvaluationResult:
+    """Evaluate a baseline or a user's policy on a config's held-out seeds.
+
+    Args:
+        config: A validated experiment config.
+        policy: ``equilibrium``, ``best_response``, ``random``, ``fixed``, or
+            ``package.module:attribute`` naming a :class:`Policy` instance, or a callable that
+            takes the PettingZoo env and returns one.
+        out_dir: Where to write metrics.json, metrics.csv and rates.png (nothing if None).
+
+    Raises:
+        ValueError: For an unknown policy name or an attribute that is not a policy.
+        ImportError: If the user's module cannot be imported.
+    """
+    source = resolve_policy(policy, seed=config.eval.seed)
+    result = evaluate_policy(
+        config.env.name,
+        config.env.kwargs,
+        source,
+        seeds=evaluation_seeds(config.eval.seed, config.eval.episodes),
+        skip_rounds=config.eval.skip_rounds,
+        policy_name=policy,
+    )
+    if out_dir is not None:
+        write_results(result, out_dir)
+    return result
+
+
+def resolve_policy(name: str, seed: int | None = None) -> PolicySource:
+    """Turn a policy name into a policy or a factory that builds one from the env."""
+    from ledgerzoo.agents import BASELINES, make_baseline
+
+    if name in BASELINES:
+        return lambda env: make_baseline(name, env, seed=seed)
+    if ":" not in name:
+        raise ValueError(
+            f"unknown policy {name!r}; use one of {list(BASELINES)} or "
+            "'package.module:attribute' for your own Policy"
+        )
+    module_name, _, attribute = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ImportError(
+            f"cannot import module {module_name!r} of policy {name!r}: {error}; check that it is "
+            "importable (on PYTHONPATH or installed)"
+        ) from error
+    try:
+        target = getattr(module, attribute)
+    except AttributeError:
+        raise ValueError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if _is_policy_instance(target):
+        return target
+    if callable(target):
+        return _checked_factory(target, name)
+    raise ValueError(
+        f"{name!r} is neither a Policy (with reset and act) nor a callable that builds one"
+    )
+
+
+def _checked_factory(
+    factory: Callable[[ParallelEnv], Any], name: str
+) -> Callable[[ParallelEnv], Policy]:
+    def build(env: ParallelEnv) -> Policy:
+        policy = factory(env)
+        if not isinstance(policy, Policy):
+            raise ValueError(
+                f"{name!r} returned {type(policy).__name__}, which is not a Policy (it needs "
+                "reset(seed) and act(observations))"
+            )
+        return policy
+
+    return build

@@ -1,0 +1,106 @@
+"""Figures of a run: learned against equilibrium rates, and the learning curve.
+
+Matplotlib with the non-interactive Agg backend; files are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+if TYPE_CHECKING:
+    from ledgerzoo.training.evaluate import EvaluationResult
+
+
+def plot_rates(result: EvaluationResult, path: str | Path) -> Path:
+    """Plot learned against equilibrium rates: per lender in the first episode, and for
+    every agent of every episode against the diagonal.
+
+    Returns:
+        The path written.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    rates = np.asarray(result.rates[0])
+    equilibrium = np.asarray(result.equilibrium_rates[0])
+    positions = np.arange(rates.size)
+    left.bar(positions - 0.2, rates, width=0.4, label=result.policy)
+    left.bar(positions + 0.2, equilibrium, width=0.4, label="equilibrium")
+    left.set_xticks(positions, [str(i) for i in positions])
+    left.set_xlabel("agent index")
+    left.set_ylabel("interest rate (fraction per loan term)")
+    left.set_title(f"episode 0 (seed {result.seeds[0]}), mean over rounds >= {result.skip_rounds}")
+    left.legend()
+
+    learned = np.concatenate([np.asarray(r) for r in result.rates])
+    reference = np.concatenate([np.asarray(r) for r in result.equilibrium_rates])
+    right.scatter(reference, learned, s=12, alpha=0.7, label=result.policy)
+    low, high = (
+        float(min(reference.min(), learned.min())),
+        float(max(reference.max(), learned.max())),
+    )
+    right.plot([low, high], [low, high], color="black", linewidth=1, label="equilibrium (y = x)")
+    right.set_xlabel("equilibrium rate r* (fraction per loan term)")
+    right.set_ylabel("played rate r (fraction per loan term)")
+    right.set_title(f"all {len(result.rates)} held-out episodes")
+    right.legend()
+    fig.suptitle(f"{result.env_name}: played against equilibrium rates")
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def plot_learning_curve(progress_csv: str | Path, path: str | Path) -> Path | None:
+    """Plot the training curve logged in progress.csv with the equilibrium as a reference line.
+
+    Returns:
+        The path written, or None when the file holds no rows yet.
+    """
+    rows = _read_rows(Path(progress_csv))
+    if not rows:
+        return None
+    steps = np.array([float(row["timesteps"]) for row in rows])
+    utility = np.array([float(row["lender_utility"]) for row in rows])
+    equilibrium = np.array([float(row["equilibrium_lender_utility"]) for row in rows])
+    rate_error = np.array([float(row["rate_error"]) for row in rows])
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    top.plot(steps, utility, label="learned")
+    top.plot(steps, equilibrium, linestyle="--", color="black", label="equilibrium")
+    top.set_ylabel("mean lender utility per round (coins)")
+    top.legend()
+    bottom.plot(steps, 100.0 * rate_error)
+    bottom.axhline(0.0, linestyle="--", color="black", label="equilibrium")
+    bottom.set_ylabel("mean relative rate error (%)")
+    bottom.set_xlabel("agent-steps")
+    bottom.legend()
+    fig.suptitle("training against the analytic equilibrium")
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with path.open() as stream:
+        return list(csv.DictReader(stream))
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(handle)
+    try:
+        fig.savefig(temporary, dpi=150)
+        os.replace(temporary, path)
+    finally:
+        plt.close(fig)
+        Path(temporary).unlink(missing_ok=True)
+    return path

@@ -1,0 +1,61 @@
+"""The analytic equilibrium of a config's scenario, as plain data."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from ledgerzoo import registry
+from ledgerzoo.training.config import ExperimentConfig
+
+
+def solve(
+    config: ExperimentConfig, method: str = "best_response", seed: int | None = None
+) -> dict[str, Any]:
+    """Solve the stage game of a config's scenario.
+
+    Parameters given as explicit lists or numbers are used as they are; parameters given as
+    ranges are drawn once, with ``seed`` (default: the config's eval.seed), as an episode of the
+    env would draw them.
+
+    Args:
+        config: A validated experiment config.
+        method: The solver method of the market (``best_response`` or ``gradient`` for the
+            lending market).
+        seed: Seed of the drawn parameters.
+
+    Returns:
+        A JSON-ready dict: the env, the method, whether parameters were drawn (and the seed),
+        the game's parameters under ``game`` and the equilibrium (rates, prices, loans,
+        lender_utilities, borrower_utilities, borrower_utility, optimal_lender, iterations,
+        converged, ...). A parameter without a bound (an infinite max_loan) is None, because
+        JSON has no infinity.
+    """
+    market = registry.market_class(config.env.name)(num_instances=1, **config.env.kwargs)
+    used_seed = config.eval.seed if seed is None else seed
+    market.seed([used_seed])
+    market.reset()
+    drawn = any(getattr(value, "is_random", False) for value in vars(market).values())
+    result = market.solve(method)
+    game = {
+        name: _finite_or_none(np.asarray(value)[0].tolist())
+        for name, value in dataclasses.asdict(market.game).items()
+    }
+    output: dict[str, Any] = {"env": config.env.name, "drawn_parameters": drawn}
+    if drawn:
+        output["seed"] = used_seed
+    output["game"] = game
+    output.update(result.to_dict(0))
+    return output
+
+
+def _finite_or_none(value: Any) -> Any:
+    """Replace infinite numbers (unbounded parameters) in a number or a list by None."""
+    if isinstance(value, list):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,375 @@
+"""Training with stable-baselines3 on a market's vector face, then evaluation.
+
+One SB3 model per trained role, shared by every agent of the role (parameter sharing), on a
+:class:`~ledgerzoo.envs.core.vector.RoleVecEnv` of ``train.num_instances`` market instances.
+A run directory holds::
+
+    config.yaml        the resolved config
+    provenance.json    package versions, git commit, seeds, machine, command
+    checkpoints/       model_<timesteps>.zip, the newest ``train.keep_checkpoints``
+    tensorboard/       TensorBoard logs (SB3's train/ and rollout/ keys, and market/ keys)
+    progress.csv       market metrics per rollout (for the learning curve)
+    model.zip          the final model
+    eval/              metrics.json, metrics.csv, rates.png; learning_curve.png beside it
+
+Every file is written atomically, and ``train(..., resume=True)`` continues a run from its
+newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ledgerzoo import registry
+from ledgerzoo._extras import require
+from ledgerzoo.training.config import ExperimentConfig, load_config, save_config, write_atomic
+from ledgerzoo.training.evaluate import (
+    EvaluationResult,
+    evaluate_policy,
+    evaluation_seeds,
+    write_results,
+)
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PATTERN = re.compile(r"model_(\d+)\.zip$")
+PROVENANCE_PACKAGES = (
+    "ledgerzoo",
+    "numpy",
+    "scipy",
+    "gymnasium",
+    "pettingzoo",
+    "stable-baselines3",
+    "sb3-contrib",
+    "torch",
+    "tensorboard",
+    "matplotlib",
+    "pyyaml",
+)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        run_dir: The run directory.
+        model_path: The final model.
+        timesteps: Agent-steps trained in total.
+        evaluation: The evaluation of the final model, if it was run.
+    """
+
+    run_dir: Path
+    model_path: Path
+    timesteps: int
+    evaluation: EvaluationResult | None
+
+
+def default_run_dir(config: ExperimentConfig, config_path: str | None = None) -> Path:
+    """``runs/<env>__<config name>__seed<seed>__<UTC time>`` in the working directory."""
+    stem = Path(config_path).stem if config_path else "config"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.env.name}__{stem}__seed{config.train.seed}__{stamp}"
+
+
+def train(
+    config: ExperimentConfig,
+    run_dir: str | os.PathLike[str] | None = None,
+    *,
+    config_path: str | None = None,
+    resume: bool = False,
+    progress_bar: bool = True,
+    evaluate_after: bool = True,
+) -> TrainResult:
+    """Train the config's experiment and evaluate the result against the equilibrium.
+
+    Args:
+        config: A validated experiment config.
+        run_dir: Where to write the run; by default :func:`default_run_dir`.
+        config_path: Path of the config file, used only to name the default run directory.
+        resume: Continue the run in ``run_dir`` from its newest checkpoint.
+        progress_bar: Show a progress bar (needs tqdm and rich, part of the train extra).
+        evaluate_after: Evaluate the final model on held-out seeds.
+
+    Returns:
+        The run directory, the model path and the evaluation.
+
+    Raises:
+        ImportError: If the train extra is missing (the message names the pip command).
+        FileExistsError: If ``run_dir`` already holds a run and ``resume`` is False.
+        FileNotFoundError: If ``resume`` is True and ``run_dir`` holds no run.
+        ValueError: If the config asks for something training does not support.
+    """
+    require("stable_baselines3", "training")
+    torch = require("torch", "training")
+    vec_env = require("stable_baselines3.common.vec_env", "training")
+    from ledgerzoo.envs.core.vector import RoleVecEnv
+    from ledgerzoo.training.algorithms import algorithm_class
+    from ledgerzoo.training.callbacks import AtomicCheckpointCallback, MarketMetricsCallback
+
+    directory = Path(run_dir) if run_dir is not None else default_run_dir(config, config_path)
+    has_run = (directory / "config.yaml").is_file()
+    if resume and not has_run:
+        raise FileNotFoundError(
+            f"nothing to resume in {str(directory)!r}: it holds no config.yaml; start a new run "
+            "without --resume"
+        )
+    if has_run and not resume:
+        raise FileExistsError(
+            f"{str(directory)!r} already holds a run; pass --resume to continue it or choose "
+            "another --run-dir"
+        )
+    settings = config.train
+    market = registry.market_class(config.env.name)(
+        num_instances=settings.num_instances, **{**config.env.kwargs, "reference": True}
+    )
+    # Checked before anything is written, so that a rejected config leaves no half-made run.
+    if len(market.roles) != 1:
+        raise ValueError(
+            f"training {config.env.name} with roles {[r.name for r in market.roles]} needs "
+            "role-based training, which this version does not have; train with analytic "
+            "followers (env.kwargs.followers: analytic)"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        save_config(config, directory / "config.yaml")
+
+    if settings.torch_threads > 0:
+        torch.set_num_threads(settings.torch_threads)
+    role = market.roles[0].name
+    role_env = RoleVecEnv(market, role)
+    training_seeds = role_env.seed(settings.seed)
+    venv = vec_env.VecMonitor(role_env)
+    _write_provenance(directory, config, training_seeds)
+
+    algorithm = algorithm_class(settings.algorithm)
+    checkpoint = latest_checkpoint(directory) if resume else None
+    tensorboard_dir = str(directory / "tensorboard")
+    if checkpoint is not None:
+        logger.info("resuming from %s", checkpoint)
+        model = algorithm.load(str(checkpoint), env=venv, device=settings.device)
+        model.tensorboard_log = tensorboard_dir
+    else:
+        model = _new_model(algorithm, venv, config, tensorboard_dir)
+
+    checkpoints = AtomicCheckpointCallback(
+        directory / "checkpoints", settings.checkpoint_every, settings.keep_checkpoints
+    )
+    callbacks = [checkpoints, MarketMetricsCallback(role_env, directory / "progress.csv")]
+    remaining = settings.total_timesteps - int(model.num_timesteps)
+    started = time.perf_counter()
+    if remaining > 0:
+        try:
+            model.learn(
+                total_timesteps=remaining,
+                callback=callbacks,
+                reset_num_timesteps=checkpoint is None,
+                tb_log_name="ppo" if settings.algorithm == "PPO" else settings.algorithm.lower(),
+                progress_bar=progress_bar and _has_progress_bar(),
+            )
+        except KeyboardInterrupt:
+            checkpoints.save_now(model)
+            logger.warning("training interrupted; resume with --resume %s", directory)
+            raise
+    elapsed = time.perf_counter() - started
+    model_path = directory / "model.zip"
+    _save_model(model, model_path)
+    _update_provenance(directory, {"train_seconds": elapsed, "timesteps": int(model.num_timesteps)})
+
+    from ledgerzoo.training.plots import plot_learning_curve
+
+    plot_learning_curve(directory / "progress.csv", directory / "learning_curve.png")
+    evaluation = None
+    if evaluate_after:
+        evaluation = evaluate_run(directory)
+    return TrainResult(directory, model_path, int(model.num_timesteps), evaluation)
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None
+) -> EvaluationResult:
+    """Evaluate the final model of a run on the config's held-out seeds.
+
+    Writes metrics.json, metrics.csv and rates.png to ``out_dir`` (default ``RUN_DIR/eval``).
+
+    Raises:
+        FileNotFoundError: If the run has no config.yaml or no model.zip.
+    """
+    from ledgerzoo.agents.sb3 import SB3Policy
+
+    directory = Path(run_dir)
+    config = load_config(directory / "config.yaml")
+    model_path = directory / "model.zip"
+    if not model_path.is_file():
+        raise FileNotFoundError(
+            f"no model.zip in {str(directory)!r}; finish or resume the run with "
+            f"'ledgerzoo train --resume {directory}'"
+        )
+    market = registry.market_class(config.env.name)(num_instances=1, **config.env.kwargs)
+    role = market.roles[0].name
+    policy = SB3Policy.load(
+        str(model_path), role, config.train.algorithm, deterministic=config.eval.deterministic
+    )
+    result = evaluate_policy(
+        config.env.name,
+        config.env.kwargs,
+        policy,
+        seeds=evaluation_seeds(config.eval.seed, config.eval.episodes),
+        skip_rounds=config.eval.skip_rounds,
+        policy_name=f"{config.train.algorithm} ({directory.name})",
+    )
+    write_results(result, Path(out_dir) if out_dir is not None else directory / "eval")
+    return result
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest checkpoint of a run, or None."""
+    folder = Path(run_dir) / "checkpoints"
+    found = [
+        (int(match.group(1)), path)
+        for path in folder.glob("model_*.zip")
+        if (match := CHECKPOINT_PATTERN.search(path.name))
+    ]
+    return max(found)[1] if found else None
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _new_model(algorithm: Any, venv: Any, config: ExperimentConfig, tensorboard_dir: str) -> Any:
+    settings = config.train
+    policy_kwargs: dict[str, Any] = {"net_arch": list(settings.net_arch)}
+    learning_rate: Any = settings.learning_rate
+    if settings.learning_rate_schedule == "linear":
+        # SB3 calls the schedule with the remaining progress, from 1 at the start to 0 at the end.
+        learning_rate = linear_schedule(settings.learning_rate)
+    kwargs: dict[str, Any] = {
+        "learning_rate": learning_rate,
+        "gamma": settings.gamma,
+        "gae_lambda": settings.gae_lambda,
+        "ent_coef": settings.ent_coef,
+        "vf_coef": settings.vf_coef,
+        "max_grad_norm": settings.max_grad_norm,
+        "n_steps": settings.n_steps,
+    }
+    if settings.algorithm in ("PPO", "RecurrentPPO"):
+        kwargs.update(
+            batch_size=settings.batch_size,
+            n_epochs=settings.n_epochs,
+            clip_range=settings.clip_range,
+        )
+    policy_kwargs["log_std_init"] = settings.log_std_init
+    policy = "MlpLstmPolicy" if settings.algorithm == "RecurrentPPO" else "MlpPolicy"
+    return algorithm(
+        policy,
+        venv,
+        policy_kwargs=policy_kwargs,
+        tensorboard_log=tensorboard_dir,
+        seed=settings.seed,
+        device=settings.device,
+        verbose=0,
+        **kwargs,
+    )
+
+
+def linear_schedule(initial: float) -> Any:
+    """A learning rate that decays linearly from ``initial`` to 0 over training."""
+
+    def schedule(progress_remaining: float) -> float:
+        return initial * progress_remaining
+
+    return schedule
+
+
+def _save_model(model: Any, path: Path) -> None:
+    temporary = path.with_name(f".{path.stem}.partial.zip")
+    model.save(str(temporary))
+    os.replace(temporary, path)
+
+
+def _has_progress_bar() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in ("rich", "tqdm"))
+
+
+def _write_provenance(directory: Path, config: ExperimentConfig, training_seeds: Any) -> None:
+    versions: dict[str, str | None] = {}
+    for package in PROVENANCE_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    evaluation = evaluation_seeds(config.eval.seed, config.eval.episodes)
+    overlap = set(evaluation) & set(int(s) for s in training_seeds)
+    if overlap:
+        raise ValueError(f"held-out evaluation seeds overlap the training seeds: {sorted(overlap)}")
+    provenance = {
+        "created": datetime.now(timezone.utc).isoformat(),
+        "command": sys.argv,
+        "python": sys.version,
+        "packages": versions,
+        "git": _git_state(),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+        },
+        "seeds": {
+            "train_seed": config.train.seed,
+            "training_instance_seeds": [int(s) for s in training_seeds],
+            "eval_seed": config.eval.seed,
+            "eval_episode_seeds": evaluation,
+        },
+    }
+    previous = _read_json(directory / "provenance.json")
+    if previous:
+        provenance["previous"] = previous
+    write_atomic(directory / "provenance.json", json.dumps(provenance, indent=2) + "\n")
+
+
+def _update_provenance(directory: Path, values: dict[str, Any]) -> None:
+    provenance = _read_json(directory / "provenance.json")
+    provenance.update(values)
+    write_atomic(directory / "provenance.json", json.dumps(provenance, indent=2) + "\n")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return data if isinstance(data, dict) else {}
+
+
+def _git_state() -> dict[str, Any] | None:
+    """Commit and dirty flag of the checkout that holds the package, when there is one."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(status.strip())}
