@@ -95,12 +95,12 @@ def make(name: str, **kwargs: Any) -> ParallelEnv:
         name: Registry name (see :func:`list_envs`).
         **kwargs: Constructor arguments of the env.
     """
-    return spec(name).load().parallel_env(**kwargs)  # type: ignore[no-any-return]
+    return spec(name).load().parallel_env(**kwargs)
 
 
 def make_aec(name: str, **kwargs: Any) -> AECEnv:
     """Build a registered environment's AEC form."""
-    return spec(name).load().env(**kwargs)  # type: ignore[no-any-return]
+    return spec(name).load().env(**kwargs)
 
 
 def market_class(name: str) -> Callable[..., Any]:
@@ -115,7 +115,7 @@ def market_class(name: str) -> Callable[..., Any]:
         raise ValueError(
             f"env {name!r} has no vector face: its module {module.__name__} defines no market_class"
         )
-    return cls  # type: ignore[no-any-return]
+    return cls
 
 
 register(

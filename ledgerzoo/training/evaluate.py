@@ -159,7 +159,7 @@ def evaluate_policy(
     env = registry.make(env_name, **kwargs)
     agent_policy = _build_policy(policy, env)
     market = getattr(getattr(env, "unwrapped", env), "market", None)
-    rate_roles: Sequence[str] | None = getattr(market, "rate_roles", None)
+    rate_roles: Sequence[str] | None = getattr(market, "rate_roles", None) or None
 
     result = EvaluationResult(
         env_name=env_name, policy=policy_name, seeds=list(seeds), skip_rounds=skip_rounds

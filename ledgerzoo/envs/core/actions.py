@@ -1,8 +1,8 @@
 """Validation of Box actions, shared by the PettingZoo face and the vector face.
 
-The contract: float64 or integer actions are cast to float32; actions outside the Box are
-clipped and counted; NaN, infinite or wrongly shaped actions raise ValueError naming the agent,
-the value and the expected space.
+The contract: float64, integer and boolean actions are cast to float32, and actions outside the
+Box are clipped (in the input's precision, before the cast) and counted. NaN, infinite or
+wrongly shaped actions raise ValueError naming the agent, the value and the expected space.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ def validate_box_actions(
             f"actions of role {role.name!r} have shape {array.shape}; expected "
             f"(instances, {role.count}, *{space.shape}) for the space {space}"
         )
-    array = array.astype(np.float32, copy=False)
+    if array.dtype.kind == "b":
+        array = array.astype(np.uint8)
+    # Check and clip in the input's own precision before casting: a finite float64 action far
+    # outside the Box would overflow float32 and look infinite.
     finite = np.isfinite(array)
     if not finite.all():
         instance, agent = np.argwhere(~finite)[0][:2]
@@ -57,7 +60,7 @@ def validate_box_actions(
     low = space.low.astype(np.float32)
     high = space.high.astype(np.float32)
     outside = (array < low) | (array > high)
-    clipped = outside.reshape(array.shape[0], role.count, -1).any(axis=2).astype(np.int64)
+    clipped: np.ndarray = np.any(outside.reshape(array.shape[0], role.count, -1), axis=2)
     if clipped.any():
         array = np.clip(array, low, high)
-    return array, clipped
+    return array.astype(np.float32, copy=False), clipped.astype(np.int64)

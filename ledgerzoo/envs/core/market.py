@@ -79,6 +79,8 @@ class BatchedMarket(ABC):
 
     #: Registry name of the market, for example ``lending_one_to_one_v0``.
     name: str = ""
+    #: Roles whose posted rates count in the evaluator's rate error (their decisions are rates).
+    rate_roles: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -96,9 +98,13 @@ class BatchedMarket(ABC):
             raise TypeError(f"max_cycles must be an int (rounds per episode), got {max_cycles!r}")
         if max_cycles < 1:
             raise ValueError(f"max_cycles must be at least 1 round, got {max_cycles}")
-        reward_scale = float(reward_scale)
+        if isinstance(reward_scale, bool) or not isinstance(
+            reward_scale, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(f"reward_scale must be a number above 0, got {reward_scale!r}")
         if not np.isfinite(reward_scale) or reward_scale <= 0.0:
             raise ValueError(f"reward_scale must be a finite number above 0, got {reward_scale}")
+        reward_scale = float(reward_scale)
         self.num_instances = int(num_instances)
         self.max_cycles = int(max_cycles)
         self.two_phase = bool(two_phase)
@@ -149,6 +155,10 @@ class BatchedMarket(ABC):
     ) -> dict[str, np.ndarray]:
         """Myopic best responses per role computed from observations alone (B, count, act_dim)."""
 
+    def render_text(self) -> str:
+        """Describe the last step of instance 0 as text; markets override it with a table."""
+        return f"{self.name}  round {self.round}/{self.max_cycles}  phase {self.phase}"
+
     # ----------------------------------------------------------------------------------------
     # Shared machinery.
 
@@ -197,15 +207,19 @@ class BatchedMarket(ABC):
         if self.round >= self.max_cycles:
             raise RuntimeError("the episode is over: call reset() before step()")
         clean: dict[str, np.ndarray] = {}
+        clipped: dict[str, np.ndarray] = {}
         for role in self.roles:
             if role.name not in actions:
                 raise KeyError(
                     f"missing actions for role {role.name!r}; got roles {sorted(actions)}"
                 )
-            clean[role.name], clipped = validate_box_actions(
+            clean[role.name], clipped[role.name] = validate_box_actions(
                 actions[role.name], role, single_instance=agent_names
             )
-            self._clipped[role.name] += clipped
+        # Count clipped actions only once every role's actions are valid, so that a rejected
+        # step leaves the episode unchanged.
+        for name, count in clipped.items():
+            self._clipped[name] += count
 
         acting = self.acting_roles()
         raw_rewards, infos = self._step_phase({name: clean[name] for name in acting})

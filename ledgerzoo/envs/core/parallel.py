@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -23,7 +23,7 @@ class MarketParallelEnv(ParallelEnv):
     that were live before the step; after the last round every agent leaves ``agents``.
     """
 
-    metadata: dict[str, Any] = {
+    metadata: ClassVar[dict[str, Any]] = {
         "render_modes": list(RENDER_MODES),
         "name": "market",
         "is_parallelizable": True,
@@ -50,6 +50,13 @@ class MarketParallelEnv(ParallelEnv):
                 self._agent_role[name] = (role.name, index)
                 self._observation_spaces[name] = role.observation_space
                 self._action_spaces[name] = role.action_space
+        # The space of state(): every agent's observation space, in possible_agents order.
+        agent_spaces = [self._observation_spaces[name] for name in self.possible_agents]
+        self.state_space = gymnasium.spaces.Box(
+            low=np.concatenate([space.low.ravel() for space in agent_spaces]),
+            high=np.concatenate([space.high.ravel() for space in agent_spaces]),
+            dtype=np.float32,
+        )
         self._last_step: MarketStep | None = None
 
     def observation_space(self, agent: str) -> gymnasium.spaces.Box:
@@ -133,7 +140,7 @@ class MarketParallelEnv(ParallelEnv):
 
     def render_text(self) -> str:
         """The last step as a text table (the market formats it)."""
-        return self.market.render_text()  # type: ignore[attr-defined, no-any-return]
+        return self.market.render_text()
 
     def close(self) -> None:
         """Release resources (none are held)."""
@@ -162,7 +169,8 @@ class MarketParallelEnv(ParallelEnv):
                 f"invalid action for {agent}: shape {array.shape} (value {array.tolist()}); "
                 f"expected shape {space.shape} in {space}"
             )
-        return array.astype(np.float32, copy=False)
+        # The market checks finiteness, clips and casts to float32 (actions.validate_box_actions).
+        return array
 
     def _split_observations(self, observations: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {

@@ -61,7 +61,8 @@ def parse_param(
 
     Args:
         name: Parameter name, for error messages.
-        value: A number, a ``{"low": a, "high": b}`` mapping, or a list of ``n_agents`` numbers.
+        value: A number, a ``{"low": a, "high": b}`` mapping, or a list (or 1-d numpy array) of
+            ``n_agents`` numbers.
         n_agents: Number of agents N of the role.
         minimum: Smallest allowed value, if any.
         strictly_above_minimum: Whether the value must be strictly greater than ``minimum``.
@@ -76,6 +77,9 @@ def parse_param(
             outside the allowed bounds. The message names the parameter and the value.
     """
     forms = "a number, {low: a, high: b} or a list of one number per agent"
+    if isinstance(value, np.ndarray):
+        # A numpy array is read as the number (0-d) or the list (1-d) it holds.
+        value = value.tolist()
     if isinstance(value, Mapping):
         keys = set(value)
         if keys != {"low", "high"}:
@@ -100,12 +104,9 @@ def parse_param(
         low_array = np.array([_as_float(name, v) for v in value], dtype=np.float64)
         high_array = low_array.copy()
     else:
-        try:
-            number = _as_float(name, value)
-        except ValueError:
-            raise ValueError(
-                f"invalid value for {name!r}: expected {forms}, got {value!r}"
-            ) from None
+        if not _is_number(value):
+            raise ValueError(f"invalid value for {name!r}: expected {forms}, got {value!r}")
+        number = _as_float(name, value)
         low_array = np.full(n_agents, number)
         high_array = low_array.copy()
 
@@ -128,8 +129,12 @@ def parse_param(
     return ParamSpec(name=name, low=low_array, high=high_array)
 
 
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+
+
 def _as_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not _is_number(value):
         raise ValueError(f"invalid value for {name!r}: expected a number, got {value!r}")
     number = float(value)
     if not np.isfinite(number):

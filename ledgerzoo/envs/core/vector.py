@@ -55,9 +55,10 @@ class RoleVecEnv(VecEnv):  # type: ignore[misc, valid-type]
         others = [r.name for r in market.roles if r.name != role]
         missing = [name for name in others if name not in self.other_policies]
         if missing:
+            example = ", ".join(f"{name!r}: callable" for name in missing)
             raise ValueError(
                 f"roles {missing} act in this market but have no policy; pass other_policies="
-                f"{{{', '.join(repr(m) + ': callable' for m in missing)}}} or use analytic followers"
+                f"{{{example}}} or use analytic followers"
             )
         self.render_mode = None
         self._count = self.role.count

@@ -17,7 +17,9 @@ The equilibrium is the fixed point of the lenders' best responses. Two methods a
 
 - ``"best_response"``: Jacobi iteration of the best responses, all lenders at once, O(N) per
   iteration because sum_{j != i} BU_j = sum_j BU_j - BU_i. In the symmetric game the Jacobi map
-  contracts by 1 / (2N) near the fixed point.
+  contracts by 1 / (2N) near the fixed point. With binding loan bounds Jacobi updates can
+  cycle, so an instance that has not converged after ``JACOBI_ITERATIONS`` continues with
+  Gauss-Seidel sweeps (lender 0 first), and the reference is the equilibrium those reach.
 - ``"gradient"``: the source's Algorithm 1, projected gradient ascent on every lender's price.
   The printed rule (one fixed step mu, a stop on the relative step) stops short or diverges, so
   each lender's step is scaled by the curvature of its own utility (mu_i = 1 / |d2LU_i/dy_i2|, a
@@ -50,13 +52,18 @@ from ledgerzoo.envs.lending.model import (
 Method = Literal["best_response", "gradient"]
 METHODS: tuple[str, ...] = ("best_response", "gradient")
 
-# Numeric best response when loan bounds bind: a grid over the price interval, then golden-
-# section refinement inside the bracket around the best grid point.
+# Numeric best response when loan bounds bind: a geometric grid over the price interval, then
+# golden-section refinement inside the bracket around the best grid point.
 GRID_POINTS = 257
 GOLDEN_ITERATIONS = 80
 # Smallest tolerance the best-response iteration uses when the best response is numeric: a
 # golden-section search locates a smooth maximum to about sqrt(machine epsilon).
 NUMERIC_TOLERANCE = 1e-7
+# Jacobi iterations after which the best-response method switches to Gauss-Seidel sweeps when
+# loan bounds bind. A best response that jumps between pieces of the clipped utility can make
+# simultaneous updates cycle. NOTE: sequential sweeps are not proven to converge either, and
+# an instance that still moves at max_iterations is reported with converged False.
+JACOBI_ITERATIONS = 50
 # Halvings of a lender's gradient step before the gradient method keeps it anyway.
 MAX_STEP_HALVINGS = 30
 
@@ -398,7 +405,8 @@ def _numeric_best_response(
     """Maximize the clipped LU_i over the price interval: a grid, then golden-section search.
 
     Exact when LU_i is unimodal in the bracket around the best grid point; otherwise the best
-    point of the grid's best bracket.
+    point of the grid's best bracket. The loan-bound kinks and the closed-form root are
+    candidates too.
     """
     low = np.broadcast_to(1.0 / game.max_rate[:, None], game.willingness.shape)
     high = 1.0 / game.min_rate
@@ -415,11 +423,12 @@ def _numeric_best_response(
             game.n_lenders,
         )
 
-    grid = low[..., None] + np.linspace(0.0, 1.0, GRID_POINTS) * (high - low)[..., None]
+    # A geometric grid: the interval [1 / r_max, 1 / r_min,i] can span several orders of
+    # magnitude, and a uniform grid would skip a narrow peak near 1 / r_max (a high rate).
+    grid = low[..., None] * (high / low)[..., None] ** np.linspace(0.0, 1.0, GRID_POINTS)
     values = utility(grid)
     best = np.argmax(values, axis=-1)[..., None]
     best_price = np.take_along_axis(grid, best, axis=-1)[..., 0]
-    best_value = np.take_along_axis(values, best, axis=-1)[..., 0]
     a = np.take_along_axis(grid, np.maximum(best - 1, 0), axis=-1)[..., 0]
     b = np.take_along_axis(grid, np.minimum(best + 1, GRID_POINTS - 1), axis=-1)[..., 0]
 
@@ -436,7 +445,13 @@ def _numeric_best_response(
     closed_form = closed_form_best_response(
         np.e * others_borrower_utility / game.willingness, game.min_rate, game.max_rate[:, None]
     )
-    candidates = np.stack([best_price, 0.5 * (a + b), closed_form], axis=-1)
+    # The kinks where the borrower's loan d_i y reaches x_min or x_max,i, where the clipped
+    # utility often peaks.
+    kinks = [
+        np.clip(game.min_loan[:, None] / game.willingness, low, high),
+        np.clip(game.max_loan / game.willingness, low, high),
+    ]
+    candidates = np.stack([best_price, 0.5 * (a + b), closed_form, *kinks], axis=-1)
     values = utility(candidates)
     pick = np.argmax(values, axis=-1)[..., None]
     return (
@@ -451,7 +466,10 @@ def _iterate_best_responses(
     iterations = np.zeros(game.batch_size, dtype=np.int64)
     converged = np.zeros(game.batch_size, dtype=bool)
     for iteration in range(1, max_iterations + 1):
-        new_prices, _ = best_response(_others_borrower_utility(prices, game), game)
+        if game.loan_bounds_slack or iteration <= JACOBI_ITERATIONS:
+            new_prices, _ = best_response(_others_borrower_utility(prices, game), game)
+        else:
+            new_prices = _gauss_seidel_sweep(prices, game)
         change = np.max(np.abs(new_prices - prices) / prices, axis=1)
         active = ~converged
         prices = np.where(active[:, None], new_prices, prices)
@@ -460,6 +478,17 @@ def _iterate_best_responses(
         if converged.all():
             break
     return prices, iterations, converged
+
+
+def _gauss_seidel_sweep(prices: np.ndarray, game: OneToOneGame) -> np.ndarray:
+    """Update the lenders one after another, each best-responding to the others' latest prices."""
+    prices = prices.copy()
+    for lender in range(game.n_lenders):
+        # best_response computes every lender's best response and only this lender's is kept,
+        # so a sweep costs N of them. Sweeps run only after Jacobi failed to converge.
+        answers, _ = best_response(_others_borrower_utility(prices, game), game)
+        prices[:, lender] = answers[:, lender]
+    return prices
 
 
 def _gradient_ascent(

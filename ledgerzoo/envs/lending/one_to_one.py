@@ -9,7 +9,7 @@ PettingZoo face :class:`LendingOneToOneEnv`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -74,6 +74,7 @@ class OneToOneMarket(BatchedMarket):
     """
 
     name = NAME
+    rate_roles = ("lender",)
 
     def __init__(
         self,
@@ -105,8 +106,14 @@ class OneToOneMarket(BatchedMarket):
             raise ValueError(f"n_lenders must be at least 1, got {n_lenders}")
         self.n_lenders = int(n_lenders)
         self.followers = followers
+        if not isinstance(reference, (bool, np.bool_)):
+            raise TypeError(f"reference must be True or False, got {reference!r}")
         self.reference = bool(reference)
         self.max_rate = _positive_number("max_rate", max_rate)
+        if isinstance(min_loan, bool) or not isinstance(
+            min_loan, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(f"invalid min_loan {min_loan!r}: expected a finite number >= 0")
         self.min_loan = float(min_loan)
         if not np.isfinite(self.min_loan) or self.min_loan < 0.0:
             raise ValueError(f"invalid min_loan {min_loan!r}: expected a finite number >= 0")
@@ -191,6 +198,15 @@ class OneToOneMarket(BatchedMarket):
         if self._equilibrium is None:
             self._equilibrium = equilibrium.solve(self.game)
         return self._equilibrium
+
+    def solve(self, method: str = "best_response") -> OneToOneEquilibrium:
+        """Solve the current episode's game of every instance with the named method.
+
+        Args:
+            method: ``"best_response"`` or ``"gradient"`` (see
+                :func:`ledgerzoo.envs.lending.equilibrium.solve`).
+        """
+        return equilibrium.solve(self.game, method)  # type: ignore[arg-type]
 
     def _clear_history(self) -> None:
         shape = (self.num_instances, self.n_lenders)
@@ -294,13 +310,20 @@ class OneToOneMarket(BatchedMarket):
         """Add the episode's equilibrium and each agent's best-response utility to the infos.
 
         A lender's best response is taken against the others' actual offers, with the borrower
-        answering the deviating lender by its own best response (for a learned borrower too).
+        answering the deviating lender by its own best response (for a learned borrower too);
+        keeping the actual rate, with its actual outcome, is always one of the options.
         """
         solution = self.equilibrium
         n = self.n_lenders
         borrower_all = result["borrower_utilities"]
         others = borrower_all.sum(axis=1, keepdims=True) - borrower_all
         best_prices, best_utilities = equilibrium.best_response(others, self.game)
+        # Keeping the own action is one of the options, with its actual outcome. A learned
+        # borrower can make that outcome better than any deviation answered by its best response.
+        actual = result["lender_utilities"]
+        keep = actual > best_utilities
+        best_prices = np.where(keep, 1.0 / rates, best_prices)
+        best_utilities = np.where(keep, actual, best_utilities)
         is_optimal = np.arange(n)[None, :] == solution.optimal_lender[:, None]
         lender_infos = infos["lender"]
         lender_infos[keys.BEST_RESPONSE_UTILITY] = best_utilities
@@ -433,11 +456,13 @@ class OneToOneMarket(BatchedMarket):
         A lender answers last round's public data with the closed-form best response (slack
         loan bounds assumed). In round 0, with no history, it posts the rate of the symmetric
         equilibrium r_min,i (2N - 1) / (N - 1) (r_max when N = 1). The borrower answers the
-        posted rates with x_i = d_i / r_i, clipped to its loan bounds.
+        posted rates with x_i = d_i / r_i, clipped to its loan bounds. Only the roles present
+        in ``observations`` get actions.
         """
         actions: dict[str, np.ndarray] = {}
-        lender_obs = np.asarray(observations["lender"], dtype=np.float64)
-        actions["lender"] = lender_best_response_actions(lender_obs)
+        if "lender" in observations:
+            lender_obs = np.asarray(observations["lender"], dtype=np.float64)
+            actions["lender"] = lender_best_response_actions(lender_obs)
         if "borrower" in observations:
             borrower_obs = np.asarray(observations["borrower"], dtype=np.float64)[:, 0]
             n = self.n_lenders
@@ -634,7 +659,7 @@ class LendingOneToOneEnv(MarketParallelEnv):
     - v0: first release.
     """
 
-    metadata: dict[str, Any] = {
+    metadata: ClassVar[dict[str, Any]] = {
         "render_modes": ["ansi", "human"],
         "name": NAME,
         "is_parallelizable": True,
