@@ -220,6 +220,8 @@ class OneToOneMarket(BatchedMarket):
     def _reset_episode(self, generators: Sequence[np.random.Generator]) -> None:
         # One draw per instance and parameter, each instance from its own generator, so that
         # instance b of a vector env matches the PettingZoo env reset with b's seed.
+        # NOTE: this is a Python loop over instances, once per episode (not per step); at
+        # B = 4096 it costs a few milliseconds per reset.
         n = self.n_lenders
         specs = [self.willingness_spec, self.min_rate_spec]
         if self.max_loan_spec is not None:
