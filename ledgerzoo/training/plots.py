@@ -29,20 +29,22 @@ def plot_rates(result: EvaluationResult, path: str | Path) -> Path:
         The path written.
     """
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    # A run's policy name carries the run directory, too long for a legend.
+    label = result.policy.split(" ")[0]
     rates = np.asarray(result.rates[0])
     equilibrium = np.asarray(result.equilibrium_rates[0])
     positions = np.arange(rates.size)
-    left.bar(positions - 0.2, rates, width=0.4, label=result.policy)
+    left.bar(positions - 0.2, rates, width=0.4, label=label)
     left.bar(positions + 0.2, equilibrium, width=0.4, label="equilibrium")
     left.set_xticks(positions, [str(i) for i in positions])
     left.set_xlabel("agent index")
     left.set_ylabel("interest rate (fraction per loan term)")
-    left.set_title(f"episode 0 (seed {result.seeds[0]}), mean over rounds >= {result.skip_rounds}")
-    left.legend()
+    left.set_title(f"first episode, mean over rounds >= {result.skip_rounds}", fontsize=10)
+    left.legend(fontsize=8, loc="lower right", framealpha=0.8)
 
     learned = np.concatenate([np.asarray(r) for r in result.rates])
     reference = np.concatenate([np.asarray(r) for r in result.equilibrium_rates])
-    right.scatter(reference, learned, s=12, alpha=0.7, label=result.policy)
+    right.scatter(reference, learned, s=12, alpha=0.7, label=label)
     low, high = (
         float(min(reference.min(), learned.min())),
         float(max(reference.max(), learned.max())),
@@ -50,8 +52,8 @@ def plot_rates(result: EvaluationResult, path: str | Path) -> Path:
     right.plot([low, high], [low, high], color="black", linewidth=1, label="equilibrium (y = x)")
     right.set_xlabel("equilibrium rate r* (fraction per loan term)")
     right.set_ylabel("played rate r (fraction per loan term)")
-    right.set_title(f"all {len(result.rates)} held-out episodes")
-    right.legend()
+    right.set_title(f"all {len(result.rates)} held-out episodes", fontsize=10)
+    right.legend(fontsize=8, loc="lower right", framealpha=0.8)
     fig.suptitle(f"{result.env_name}: played against equilibrium rates")
     fig.tight_layout()
     return _save(fig, Path(path))
