@@ -108,12 +108,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from ledgerzoo.training.config import validate
-    from ledgerzoo.training.train import train
+    from ledgerzoo.training.train import run_config_path, train
 
     if args.resume:
         if args.config:
             raise ValueError("give either a config or --resume RUN_DIR, not both")
-        config = load_config(Path(args.resume) / "config.yaml")
+        config = load_config(run_config_path(Path(args.resume)))
         run_dir = args.resume
     elif args.config:
         config = load_config(args.config)
@@ -162,6 +162,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         config = load_config(target)
         if args.episodes is not None:
+            if args.episodes < 1:
+                raise ValueError(f"invalid --episodes {args.episodes}: expected at least 1")
             config.eval.episodes = args.episodes
         policy = args.policy or "equilibrium"
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -88,13 +89,36 @@ def list_envs() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def check_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Check that every keyword argument is a constructor argument of a registered env.
+
+    Raises:
+        TypeError: For an unknown argument; the message lists the env's arguments.
+    """
+    module = spec(name).load()
+    parameters = inspect.signature(module.raw_env.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = sorted(parameter for parameter in parameters if parameter != "self")
+    for key in kwargs:
+        if key not in accepted:
+            raise TypeError(
+                f"unknown argument {key!r} for env {name!r}; its arguments are {accepted}"
+            )
+
+
 def make(name: str, **kwargs: Any) -> ParallelEnv:
     """Build a registered environment's PettingZoo ParallelEnv.
 
     Args:
         name: Registry name (see :func:`list_envs`).
         **kwargs: Constructor arguments of the env.
+
+    Raises:
+        KeyError: For an unknown env name.
+        TypeError: For an unknown argument (the message lists the env's arguments).
     """
+    check_kwargs(name, kwargs)
     return spec(name).load().parallel_env(**kwargs)
 
 
@@ -104,7 +128,7 @@ def make_aec(name: str, **kwargs: Any) -> AECEnv:
 
 
 def market_class(name: str) -> Callable[..., Any]:
-    """The batched market class behind a registered env (its vector face).
+    """Return the batched market class behind a registered env (its vector face).
 
     Raises:
         ValueError: If the env module exposes no ``market_class``.

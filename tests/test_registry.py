@@ -174,3 +174,8 @@ def test_package_exports_registry_api():
     for name in ("make", "make_aec", "list_envs", "register", "spec", "EnvSpec", "__version__"):
         assert name in ledgerzoo.__all__, name
         assert hasattr(ledgerzoo, name), name
+
+
+def test_make_rejects_unknown_argument() -> None:
+    with pytest.raises(TypeError, match=r"'n_lender'.*n_lenders"):
+        ledgerzoo.make("lending_one_to_one_v0", n_lender=3)

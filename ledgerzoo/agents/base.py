@@ -54,5 +54,5 @@ class RolePolicies:
 
 
 def role_of(agent: str) -> str:
-    """The role of an agent named ``<role>_<index>``."""
+    """Return the role of an agent named ``<role>_<index>``."""
     return agent.rsplit("_", 1)[0]

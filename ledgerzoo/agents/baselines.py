@@ -39,8 +39,8 @@ def _split(
 
 
 class EquilibriumPolicy:
-    """Play the analytic equilibrium of the current episode (an oracle: it sees every
-    private parameter through the env).
+    """Play the analytic equilibrium of the current episode (an oracle, because it reads
+    every private parameter through the env).
 
     Args:
         env: A ledgerzoo PettingZoo env; the policy acts in this env only.

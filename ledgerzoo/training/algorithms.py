@@ -8,7 +8,7 @@ from ledgerzoo._extras import require
 
 
 def algorithm_class(name: str) -> Any:
-    """The SB3 (or sb3-contrib) class of an algorithm name.
+    """Return the SB3 (or sb3-contrib) class of an algorithm name.
 
     Raises:
         ValueError: For an unknown name.

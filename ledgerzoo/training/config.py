@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class EnvConfig:
-    """Which env to build and with what arguments."""
+    """The env to build and its arguments."""
 
     name: str = field(metadata={"help": "registry name, for example lending_one_to_one_v0"})
     kwargs: dict[str, Any] = field(
@@ -112,7 +112,7 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain data (what config.yaml of a run holds)."""
+        """Return the config as plain data (the content of a run's config.yaml)."""
         return dataclasses.asdict(self)
 
 
@@ -325,18 +325,8 @@ def _default_argument(env: EnvConfig, name: str) -> Any:
 
 def _check_env_kwargs(env: EnvConfig, source: str) -> None:
     """Check the env's keyword arguments by name, then by building the env once."""
-    module = registry.spec(env.name).load()
-    parameters = inspect.signature(module.raw_env.__init__).parameters
-    accepted = {name for name in parameters if name != "self"}
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    if not takes_any:
-        for key in env.kwargs:
-            if key not in accepted:
-                raise ConfigError(
-                    f"{source}: env.kwargs: unknown key {key!r} for {env.name}; allowed keys "
-                    f"are {sorted(accepted)}"
-                )
     try:
-        module.parallel_env(**env.kwargs).close()
+        registry.check_kwargs(env.name, env.kwargs)
+        registry.make(env.name, **env.kwargs).close()
     except (ValueError, TypeError) as error:
         raise ConfigError(f"{source}: env.kwargs: {error}") from None

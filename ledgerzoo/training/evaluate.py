@@ -72,7 +72,7 @@ class MetricSummary:
 
 @dataclass
 class EvaluationResult:
-    """What an evaluation measured.
+    """Measurements of an evaluation.
 
     Attributes:
         env_name: Registry name of the env.
@@ -95,7 +95,7 @@ class EvaluationResult:
     equilibrium_rates: list[list[float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The result as plain data (what metrics.json holds)."""
+        """Return the result as plain data (the content of metrics.json)."""
         return {
             "env": self.env_name,
             "policy": self.policy,
@@ -111,7 +111,7 @@ class EvaluationResult:
         }
 
     def table(self) -> str:
-        """The metrics as a text table: mean, 95% interval and episodes."""
+        """Format the metrics as a text table: mean, 95% interval and episodes."""
         width = max([len(name) for name in self.metrics] + [6])
         lines = [
             f"{self.env_name}: policy {self.policy}, {len(self.seeds)} held-out episodes, "
@@ -157,7 +157,7 @@ def evaluate_policy(
     kwargs["reference"] = True
     kwargs.pop("render_mode", None)
     env = registry.make(env_name, **kwargs)
-    agent_policy = _build_policy(policy, env)
+    agent_policy = _build_policy(policy, env, policy_name)
     market = getattr(getattr(env, "unwrapped", env), "market", None)
     rate_roles: Sequence[str] | None = getattr(market, "rate_roles", None) or None
 
@@ -169,7 +169,7 @@ def evaluate_policy(
         observations, _ = env.reset(seed=int(seed))
         agent_policy.reset(int(seed))
         if rate_roles is None and market is not None:
-            # NOTE: a market without a rate_roles attribute is assumed to have its rates set by
+            # NOTE: a market that declares no rate_roles is assumed to have its rates set by
             # the roles that act in the first step of a round (the leaders). A learned
             # borrower's info repeats the rate of the lender it chose, and it must not count.
             rate_roles = tuple(market.acting_roles())
@@ -299,7 +299,7 @@ def write_results(result: EvaluationResult, directory: str | Path) -> dict[str, 
 
 
 def evaluation_seeds(seed: int, episodes: int) -> list[int]:
-    """The held-out seeds of an evaluation (derived like the instance seeds of a vector env)."""
+    """Derive the held-out seeds of an evaluation, like the instance seeds of a vector env."""
     return instance_seeds(seed, episodes)
 
 
@@ -315,12 +315,15 @@ def _is_policy_instance(source: Any) -> bool:
     return isinstance(source, Policy) and not isinstance(source, type)
 
 
-def _build_policy(source: PolicySource, env: ParallelEnv) -> Policy:
+def _build_policy(source: PolicySource, env: ParallelEnv, name: str) -> Policy:
     """Return a built policy as it is, or call a factory (a policy class too) with the env."""
     if _is_policy_instance(source):
         return cast(Policy, source)
     factory = cast(Callable[[ParallelEnv], Policy], source)
-    return factory(env)
+    try:
+        return factory(env)
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"building policy {name!r} failed: {error}") from error
 
 
 def _json_compatible(value: Any) -> Any:
@@ -370,18 +373,24 @@ def evaluate_config(
         ValueError: For an unknown policy name or an attribute that is not a policy.
         ImportError: If the user's module cannot be imported.
     """
-    source = resolve_policy(policy, seed=config.eval.seed)
-    result = evaluate_policy(
-        config.env.name,
-        config.env.kwargs,
-        source,
-        seeds=evaluation_seeds(config.eval.seed, config.eval.episodes),
-        skip_rounds=config.eval.skip_rounds,
-        policy_name=policy,
-    )
+    result = evaluate_on_config(config, resolve_policy(policy, seed=config.eval.seed), policy)
     if out_dir is not None:
         write_results(result, out_dir)
     return result
+
+
+def evaluate_on_config(
+    config: ExperimentConfig, policy: PolicySource, policy_name: str
+) -> EvaluationResult:
+    """Run :func:`evaluate_policy` with the env, held-out seeds and skipped rounds of a config."""
+    return evaluate_policy(
+        config.env.name,
+        config.env.kwargs,
+        policy,
+        seeds=evaluation_seeds(config.eval.seed, config.eval.episodes),
+        skip_rounds=config.eval.skip_rounds,
+        policy_name=policy_name,
+    )
 
 
 def resolve_policy(name: str, seed: int | None = None) -> PolicySource:

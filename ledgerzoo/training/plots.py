@@ -63,7 +63,7 @@ def plot_learning_curve(progress_csv: str | Path, path: str | Path) -> Path | No
     """Plot the training curve logged in progress.csv with the equilibrium as a reference line.
 
     Returns:
-        The path written, or None when the file holds no rows yet.
+        The path written, or None when the file has no rows yet.
     """
     rows = _read_rows(Path(progress_csv))
     if not rows:

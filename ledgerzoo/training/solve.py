@@ -34,6 +34,8 @@ def solve(
         converged, ...). A parameter without a bound (an infinite max_loan) is None, because
         JSON has no infinity.
     """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"invalid seed {seed!r} (--seed): expected an integer >= 0")
     market = registry.market_class(config.env.name)(num_instances=1, **config.env.kwargs)
     used_seed = config.eval.seed if seed is None else seed
     market.seed([used_seed])

@@ -38,7 +38,7 @@ from ledgerzoo._extras import require
 from ledgerzoo.training.config import ExperimentConfig, load_config, save_config, write_atomic
 from ledgerzoo.training.evaluate import (
     EvaluationResult,
-    evaluate_policy,
+    evaluate_on_config,
     evaluation_seeds,
     write_results,
 )
@@ -63,7 +63,7 @@ PROVENANCE_PACKAGES = (
 
 @dataclass
 class TrainResult:
-    """What a training run produced.
+    """Outputs of a training run.
 
     Attributes:
         run_dir: The run directory.
@@ -109,7 +109,7 @@ def train(
 
     Raises:
         ImportError: If the train extra is missing (the message names the pip command).
-        FileExistsError: If ``run_dir`` already holds a run and ``resume`` is False.
+        FileExistsError: If ``run_dir`` already contains a run and ``resume`` is False.
         FileNotFoundError: If ``resume`` is True and ``run_dir`` holds no run.
         ValueError: If the config asks for something training does not support.
     """
@@ -124,12 +124,12 @@ def train(
     has_run = (directory / "config.yaml").is_file()
     if resume and not has_run:
         raise FileNotFoundError(
-            f"nothing to resume in {str(directory)!r}: it holds no config.yaml; start a new run "
+            f"nothing to resume in {str(directory)!r}: it has no config.yaml; start a new run "
             "without --resume"
         )
     if has_run and not resume:
         raise FileExistsError(
-            f"{str(directory)!r} already holds a run; pass --resume to continue it or choose "
+            f"{str(directory)!r} already contains a run; pass --resume to continue it or choose "
             "another --run-dir"
         )
     settings = config.train
@@ -211,7 +211,7 @@ def evaluate_run(
     from ledgerzoo.agents.sb3 import SB3Policy
 
     directory = Path(run_dir)
-    config = load_config(directory / "config.yaml")
+    config = load_config(run_config_path(directory))
     model_path = directory / "model.zip"
     if not model_path.is_file():
         raise FileNotFoundError(
@@ -223,20 +223,24 @@ def evaluate_run(
     policy = SB3Policy.load(
         str(model_path), role, config.train.algorithm, deterministic=config.eval.deterministic
     )
-    result = evaluate_policy(
-        config.env.name,
-        config.env.kwargs,
-        policy,
-        seeds=evaluation_seeds(config.eval.seed, config.eval.episodes),
-        skip_rounds=config.eval.skip_rounds,
-        policy_name=f"{config.train.algorithm} ({directory.name})",
-    )
+    result = evaluate_on_config(config, policy, f"{config.train.algorithm} ({directory.name})")
     write_results(result, Path(out_dir) if out_dir is not None else directory / "eval")
     return result
 
 
+def run_config_path(directory: Path) -> Path:
+    """Return the config.yaml of a run directory, or explain that it is not one."""
+    path = directory / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{str(directory)!r} is not a run directory: it has no config.yaml; pass a "
+            "directory written by 'ledgerzoo train'"
+        )
+    return path
+
+
 def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
-    """The newest checkpoint of a run, or None."""
+    """Return the newest checkpoint of a run, or None."""
     folder = Path(run_dir) / "checkpoints"
     found = [
         (int(match.group(1)), path)
@@ -286,7 +290,7 @@ def _new_model(algorithm: Any, venv: Any, config: ExperimentConfig, tensorboard_
 
 
 def linear_schedule(initial: float) -> Any:
-    """A learning rate that decays linearly from ``initial`` to 0 over training."""
+    """Return a learning rate that decays linearly from ``initial`` to 0 over training."""
 
     def schedule(progress_remaining: float) -> float:
         return initial * progress_remaining
@@ -353,23 +357,27 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _git_state() -> dict[str, Any] | None:
-    """Commit and dirty flag of the checkout that holds the package, when there is one."""
-    root = Path(__file__).resolve().parents[2]
+    """Return the commit and dirty flag of the git checkout that contains the package, or else
+    of the working directory, when either is one."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        commit = _git(root, "rev-parse", "HEAD")
+        if commit is None:
+            continue
+        status = _git(root, "status", "--porcelain") or ""
+        return {"commit": commit.strip(), "dirty": bool(status.strip()), "checkout": str(root)}
+    return None
+
+
+def _git(root: Path, *arguments: str) -> str | None:
+    """Run a git command in ``root`` and return its output, or None if it fails."""
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
+        completed = subprocess.run(
+            ["git", "-C", str(root), *arguments],
             capture_output=True,
             text=True,
             timeout=5,
             check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout
+        )
     except (OSError, subprocess.SubprocessError):
         return None
-    return {"commit": commit, "dirty": bool(status.strip())}
+    return completed.stdout

@@ -307,7 +307,7 @@ def test_train_rejects_existing_run(cli_run: tuple[Path, Path]) -> None:
         "train", str(workdir / "tiny.yaml"), "--run-dir", str(run_dir), "--no-progress", cwd=workdir
     )
 
-    assert_one_line_error(process, "already holds a run", "--resume")
+    assert_one_line_error(process, "already contains a run", "--resume")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -538,3 +538,13 @@ def test_eval_seeds_reproducible() -> None:
     assert evaluation_seeds(5, 4) == evaluation_seeds(5, 4), "same base seed, different seeds"
     assert evaluation_seeds(5, 4)[:2] == evaluation_seeds(5, 2), "a prefix changed with count"
     assert not set(evaluation_seeds(5, 4)) & set(evaluation_seeds(6, 4)), "bases 5 and 6 overlap"
+
+
+def test_failing_policy_factory_named() -> None:
+    def broken_factory(env: Any) -> Policy:
+        raise TypeError("cannot build from this env")
+
+    with pytest.raises(ValueError, match=r"building policy 'broken' failed: cannot build"):
+        evaluate_policy(
+            "lending_one_to_one_v0", {}, broken_factory, seeds=[1], policy_name="broken"
+        )

@@ -211,3 +211,8 @@ def test_learned_followers_rejected(tmp_path: Path) -> None:
 
 def _listing(folder: Path) -> list[str]:
     return [str(path.relative_to(folder)) for path in folder.rglob("*")]
+
+
+def test_evaluate_run_rejects_non_run(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        evaluate_run(tmp_path)

@@ -1,6 +1,6 @@
 """The batched market: the one math core that both env faces step.
 
-A :class:`BatchedMarket` holds B independent instances of one market and steps them together
+A :class:`BatchedMarket` contains B independent instances of one market and steps them together
 with arrays of shape (B, n_agents_of_role, ...). The PettingZoo env is a B = 1 view of it
 (:mod:`ledgerzoo.envs.core.parallel`) and the stable-baselines3 VecEnv is a per-role view of it
 (:mod:`ledgerzoo.envs.core.vector`). Every instance of a market starts its episodes together
@@ -45,7 +45,7 @@ class Role:
 
 @dataclass
 class MarketStep:
-    """What one step of a batched market returns.
+    """Result of one step of a batched market.
 
     Attributes:
         observations: Role name -> array (B, count, obs_dim), float32.

@@ -60,11 +60,11 @@ class MarketParallelEnv(ParallelEnv):
         self._last_step: MarketStep | None = None
 
     def observation_space(self, agent: str) -> gymnasium.spaces.Box:
-        """The agent's observation space (the same object on every call)."""
+        """Return the agent's observation space (the same object on every call)."""
         return self._observation_spaces[self._check_agent(agent)]
 
     def action_space(self, agent: str) -> gymnasium.spaces.Box:
-        """The agent's action space (the same object on every call)."""
+        """Return the agent's action space (the same object on every call)."""
         return self._action_spaces[self._check_agent(agent)]
 
     def reset(
@@ -89,7 +89,10 @@ class MarketParallelEnv(ParallelEnv):
     ]:
         """Play one step: every live agent must give an action (see the class docstring)."""
         if not self.agents:
-            raise RuntimeError("the episode is over (no live agents): call reset() before step()")
+            raise RuntimeError(
+                "no live agents (the env was not reset yet, or its episode is over): call "
+                "reset() before step()"
+            )
         for agent in actions:
             if agent not in self._agent_role or agent not in self.agents:
                 raise KeyError(f"unknown agent {agent!r}; the live agents are {self.agents}")
@@ -139,7 +142,7 @@ class MarketParallelEnv(ParallelEnv):
         return text
 
     def render_text(self) -> str:
-        """The last step as a text table (the market formats it)."""
+        """Format the last step as a text table (the market lays it out)."""
         return self.market.render_text()
 
     def close(self) -> None:

@@ -165,7 +165,7 @@ class OneToOneGame:
             )
 
     def instance(self, index: int) -> OneToOneGame:
-        """The game of one instance, as a batch of one."""
+        """Return the game of one instance, as a batch of one."""
         part = slice(index, index + 1)
         return OneToOneGame(
             self.willingness[part],
@@ -211,7 +211,7 @@ class OneToOneEquilibrium:
     numeric_best_response: bool
 
     def to_dict(self, index: int = 0) -> dict[str, Any]:
-        """One instance's equilibrium as plain Python values (for JSON)."""
+        """Return one instance's equilibrium as plain Python values (for JSON)."""
         return {
             "method": self.method,
             "rates": self.rates[index].tolist(),
@@ -255,7 +255,7 @@ def closed_form_best_response(
 def best_response(
     others_borrower_utility: np.ndarray, game: OneToOneGame
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each lender's best-response price and utility, the others' offers held fixed.
+    """Compute each lender's best-response price and utility, the others' offers held fixed.
 
     The others enter only through sum_{j != i} BU_j, so this also serves a learned borrower
     whose loans differ from its best response: with the borrower's response to lender i's own
@@ -324,7 +324,8 @@ def solve(
         if not game.loan_bounds_slack:
             raise ValueError(
                 "the gradient method assumes slack loan bounds (min_loan = 0, max_loan = inf); "
-                "use method='best_response', which handles binding bounds numerically"
+                "use method='best_response' (--method best_response on the command line), which "
+                "handles binding bounds numerically"
             )
         prices, iterations, converged = _gradient_ascent(prices, game, tol, max_iterations)
     return _equilibrium_at(prices, game, method, iterations, converged)
@@ -351,7 +352,7 @@ def outcome(rates: np.ndarray, loans: np.ndarray, game: OneToOneGame) -> dict[st
 
 
 def best_response_loans(rates: np.ndarray, game: OneToOneGame) -> np.ndarray:
-    """The borrower's best-response loans to posted rates (coins), (B, N)."""
+    """Compute the borrower's best-response loans to posted rates (coins), (B, N)."""
     return borrower_best_response(
         prices_from_rates(rates), game.willingness, game.min_loan[:, None], game.max_loan
     )

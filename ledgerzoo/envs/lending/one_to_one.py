@@ -33,6 +33,12 @@ DEFAULT_MAX_CYCLES = 25  # rounds per episode
 # Without a max_loan, a learned borrower's action maps onto [min_loan, LOAN_CAP_FACTOR * d_i /
 # r_min,i]: twice the largest loan d_i y_i that a best response can ask for.
 LOAN_CAP_FACTOR = 2.0
+# Magnitudes the env accepts. Loans reach d / r_min, up to 1e18 coins here, so every
+# observation stays finite in float32 (whose largest value is about 3.4e38).
+MAX_WILLINGNESS = 1e9  # coins x rate
+MIN_RATE_FLOOR = 1e-9  # fraction per loan term
+MAX_RATE_CAP = 1e3  # fraction per loan term
+MAX_LOAN_CAP = 1e18  # coins
 
 # Lender observation: (name, low, high), in order.
 LENDER_OBSERVATION: tuple[tuple[str, float, float], ...] = (
@@ -110,6 +116,11 @@ class OneToOneMarket(BatchedMarket):
             raise TypeError(f"reference must be True or False, got {reference!r}")
         self.reference = bool(reference)
         self.max_rate = _positive_number("max_rate", max_rate)
+        if self.max_rate > MAX_RATE_CAP:
+            raise ValueError(
+                f"invalid max_rate {max_rate!r}: expected at most {MAX_RATE_CAP} (a fraction of "
+                "the principal per loan term)"
+            )
         if isinstance(min_loan, bool) or not isinstance(
             min_loan, (int, float, np.integer, np.floating)
         ):
@@ -124,20 +135,25 @@ class OneToOneMarket(BatchedMarket):
             n,
             minimum=0.0,
             strictly_above_minimum=True,
+            maximum=MAX_WILLINGNESS,
         )
         self.min_rate_spec = parse_param(
             "min_rate",
             DEFAULT_MIN_RATE if min_rate is None else min_rate,
             n,
-            minimum=0.0,
-            strictly_above_minimum=True,
+            minimum=MIN_RATE_FLOOR,
             maximum=self.max_rate,
             strictly_below_maximum=True,
         )
         self.max_loan_spec: ParamSpec | None = None
         if max_loan is not None:
             self.max_loan_spec = parse_param(
-                "max_loan", max_loan, n, minimum=self.min_loan, strictly_above_minimum=True
+                "max_loan",
+                max_loan,
+                n,
+                minimum=self.min_loan,
+                strictly_above_minimum=True,
+                maximum=MAX_LOAN_CAP,
             )
 
         lender_low = np.array([low for _, low, _ in LENDER_OBSERVATION], dtype=np.float32)
@@ -254,7 +270,7 @@ class OneToOneMarket(BatchedMarket):
         if "lender" in actions:
             rates = self.rates_from_actions(actions["lender"][..., 0])
             if self.two_phase:
-                # Leaders' step: the rates are posted; the borrower answers in the next step.
+                # Leaders' step: the rates are posted, and the borrower responds in the next step.
                 self.posted_rates = rates
                 return {}, {"lender": {keys.RATE: rates, keys.PRICE: prices_from_rates(rates)}}
             loans = equilibrium.best_response_loans(rates, self.game)
@@ -431,7 +447,7 @@ class OneToOneMarket(BatchedMarket):
         header[:, 2] = float(self.has_history)
         header[:, 3] = self.max_rate
         header[:, 4] = self.min_loan
-        # The rates the borrower sees: this round's posted rates in its own step, else last round's.
+        # The rates the borrower observes: this round's posted rates in its own step, else last round's.
         rates = self.posted_rates if self.phase == keys.FOLLOWERS_PHASE else self.last_rates
         per_lender = np.stack(
             [self.game.willingness, rates / self.max_rate, self._loan_upper], axis=-1
@@ -482,7 +498,7 @@ class OneToOneMarket(BatchedMarket):
     # ----------------------------------------------------------------------------------------
 
     def render_text(self) -> str:
-        """The last round of instance 0 as a text table."""
+        """Format the last round of instance 0 as a text table."""
         lines = [f"{self.name}  round {self.round}/{self.max_cycles}  phase {self.phase}"]
         header = f"{'lender':<10}{'r_min':>8}{'rate':>9}{'loan':>11}{'utility':>11}"
         if self.reference:
@@ -642,13 +658,13 @@ class LendingOneToOneEnv(MarketParallelEnv):
 
     - ``n_lenders`` (int, >= 1, default 5): N. With N = 1 there is no competition and the
       equilibrium rate sits at r_max; an interior equilibrium needs N >= 2.
-    - ``willingness`` (default {low: 1, high: 5}): d_i in coins x rate, > 0: a number, a
-      {low, high} range drawn per episode, or a list of N numbers.
-    - ``min_rate`` (default {low: 0.02, high: 0.1}): r_min,i, in (0, r_max), same forms.
-    - ``max_rate`` (float, default 0.5): r_max. If it is too low for an interior equilibrium
-      the equilibrium rates sit at r_max, which is legal.
+    - ``willingness`` (default {low: 1, high: 5}): d_i in coins x rate, in (0, 1e9]: a
+      number, a {low, high} range drawn per episode, or a list of N numbers.
+    - ``min_rate`` (default {low: 0.02, high: 0.1}): r_min,i, in [1e-9, r_max), same forms.
+    - ``max_rate`` (float, default 0.5): r_max, in (0, 1000]. If it is too low for an
+      interior equilibrium the equilibrium rates sit at r_max, which is legal.
     - ``min_loan`` (float >= 0, default 0) and ``max_loan`` (default None: no cap; same forms
-      as willingness): loan bounds in coins. Slack by default; when they bind, the reference
+      as willingness, at most 1e18): loan bounds in coins. Slack by default; when they bind, the reference
       solver maximizes the clipped utility numerically.
     - ``max_cycles`` (int, default 25): rounds per episode.
     - ``followers`` ("analytic" or "learned", default "analytic").

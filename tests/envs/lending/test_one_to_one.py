@@ -312,3 +312,31 @@ def test_best_response_actions_per_role():
     both = env.market.best_response_actions({"lender": lender_obs, "borrower": borrower_obs})
     assert np.array_equal(alone["borrower"], both["borrower"])
     assert set(env.market.best_response_actions({"lender": lender_obs})) == {"lender"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"willingness": 1e39}, "willingness"),
+        ({"willingness": 1e200, "min_rate": 1e-200, "max_rate": 1e-199}, "willingness"),
+        ({"min_rate": 1e-12}, "min_rate"),
+        ({"max_rate": 1e6}, "max_rate"),
+        ({"max_loan": 1e30}, "max_loan"),
+    ],
+)
+def test_magnitudes_beyond_float32_rejected(kwargs: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        LendingOneToOneEnv(**kwargs)
+
+
+def test_extreme_accepted_magnitudes_stay_finite() -> None:
+    env = LendingOneToOneEnv(willingness=1e9, min_rate=1e-9, max_rate=1e3, reference=True)
+    observations, _ = env.reset(seed=3)
+    while env.agents:
+        actions = {agent: np.array([0.5], dtype=np.float32) for agent in env.agents}
+        observations, rewards, _, _, _ = env.step(actions)
+        for agent, observation in observations.items():
+            assert np.all(np.isfinite(observation)), f"{agent}: {observation}"
+            assert env.observation_space(agent).contains(observation), f"{agent}: {observation}"
+        for agent, reward in rewards.items():
+            assert math.isfinite(reward), f"{agent}: reward {reward}"
