@@ -63,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
         "--run-dir", help="run directory (default: runs/<env>__<config>__seed<s>__<time>)"
     )
     train.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint"
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its final model or newest checkpoint",
     )
     train.add_argument(
         "--total-timesteps", type=int, help="override train.total_timesteps (agent-steps)"

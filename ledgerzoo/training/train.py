@@ -13,7 +13,8 @@ A run directory holds::
     eval/              metrics.json, metrics.csv, rates.png; learning_curve.png beside it
 
 Every file is written atomically, and ``train(..., resume=True)`` continues a run from its
-newest checkpoint.
+final model or newest checkpoint (see :func:`resume_point`). The training instances are
+seeded again from ``train.seed`` on resume, so their episodes do not continue where they were.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def train(
         config: A validated experiment config.
         run_dir: Where to write the run; by default :func:`default_run_dir`.
         config_path: Path of the config file, used only to name the default run directory.
-        resume: Continue the run in ``run_dir`` from its newest checkpoint.
+        resume: Continue the run in ``run_dir`` from its final model or newest checkpoint.
         progress_bar: Show a progress bar (needs tqdm and rich, part of the train extra).
         evaluate_after: Evaluate the final model on held-out seeds.
 
@@ -153,10 +154,10 @@ def train(
     role_env = RoleVecEnv(market, role)
     training_seeds = role_env.seed(settings.seed)
     venv = vec_env.VecMonitor(role_env)
+    checkpoint = resume_point(directory) if resume else None
     _write_provenance(directory, config, training_seeds)
 
     algorithm = algorithm_class(settings.algorithm)
-    checkpoint = latest_checkpoint(directory) if resume else None
     tensorboard_dir = str(directory / "tensorboard")
     if checkpoint is not None:
         logger.info("resuming from %s", checkpoint)
@@ -170,6 +171,24 @@ def train(
     )
     callbacks = [checkpoints, MarketMetricsCallback(role_env, directory / "progress.csv")]
     remaining = settings.total_timesteps - int(model.num_timesteps)
+    rollout = venv.num_envs * settings.n_steps
+    if remaining <= 0:
+        logger.warning(
+            "%s already has %d agent-steps of the %d requested; nothing left to train",
+            directory,
+            model.num_timesteps,
+            settings.total_timesteps,
+        )
+    elif remaining < rollout:
+        logger.warning(
+            "%d agent-steps requested, but one rollout is %d (%d slots x n_steps %d); SB3 "
+            "trains whole rollouts, so %d agent-steps will be trained",
+            remaining,
+            rollout,
+            venv.num_envs,
+            settings.n_steps,
+            rollout,
+        )
     started = time.perf_counter()
     if remaining > 0:
         try:
@@ -237,6 +256,23 @@ def run_config_path(directory: Path) -> Path:
             "directory written by 'ledgerzoo train'"
         )
     return path
+
+
+def resume_point(run_dir: str | os.PathLike[str]) -> Path | None:
+    """Return the model a resumed run starts from: the final model.zip when it is at least as
+    far as the newest checkpoint, else that checkpoint, else None."""
+    directory = Path(run_dir)
+    checkpoint = latest_checkpoint(directory)
+    final = directory / "model.zip"
+    final_steps = _read_json(directory / "provenance.json").get("timesteps")
+    if final.is_file() and isinstance(final_steps, int):
+        checkpoint_steps = -1
+        if checkpoint is not None:
+            match = CHECKPOINT_PATTERN.search(checkpoint.name)
+            checkpoint_steps = int(match.group(1)) if match else -1
+        if final_steps >= checkpoint_steps:
+            return final
+    return checkpoint
 
 
 def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:

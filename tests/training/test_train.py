@@ -16,7 +16,13 @@ from ledgerzoo.envs.core.seeding import instance_seeds
 from ledgerzoo.training.algorithms import load_model
 from ledgerzoo.training.config import ExperimentConfig, config_from_dict, load_config
 from ledgerzoo.training.evaluate import evaluation_seeds
-from ledgerzoo.training.train import TrainResult, evaluate_run, latest_checkpoint, train
+from ledgerzoo.training.train import (
+    TrainResult,
+    evaluate_run,
+    latest_checkpoint,
+    resume_point,
+    train,
+)
 
 pytest.importorskip("stable_baselines3")
 
@@ -158,11 +164,25 @@ def test_resume_continues_training(
     assert resumed.timesteps > result.timesteps, f"{resumed.timesteps} vs {result.timesteps}"
     final = load_model(str(run_dir / "model.zip"))
     assert final.num_timesteps == resumed.timesteps, f"{final.num_timesteps} vs {resumed.timesteps}"
-    # Training restarts from the newest checkpoint, so it runs about the missing steps only.
+    # Training restarts from the final model (or the newest checkpoint), so it runs about the
+    # missing steps only.
     assert resumed.timesteps - start < RESUMED_TIMESTEPS, f"started at {start}"
     provenance = json.loads((run_dir / "provenance.json").read_text())
     assert provenance["timesteps"] == resumed.timesteps, provenance["timesteps"]
     assert "previous" in provenance, sorted(provenance)
+
+
+def test_resume_finished_run_keeps_steps(
+    trained_run: tuple[ExperimentConfig, TrainResult], tmp_path: Path
+) -> None:
+    config, result = trained_run
+    run_dir = tmp_path / "finished"
+    shutil.copytree(result.run_dir, run_dir)
+
+    assert resume_point(run_dir) == run_dir / "model.zip"
+    resumed = train(config, run_dir, resume=True, progress_bar=False, evaluate_after=False)
+
+    assert resumed.timesteps == result.timesteps, f"{resumed.timesteps} vs {result.timesteps}"
 
 
 def test_resume_without_run(tmp_path: Path) -> None:
