@@ -147,3 +147,8 @@ register(
     "ledgerzoo.envs.lending_one_to_one_v0",
     "One borrower, N competing lenders post interest rates (Stackelberg, lenders lead).",
 )
+register(
+    "lending_one_to_many_v0",
+    "ledgerzoo.envs.lending_one_to_many_v0",
+    "One borrower sets rates, N lenders decide how much to invest (Stackelberg, borrower leads).",
+)

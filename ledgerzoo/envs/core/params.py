@@ -146,3 +146,17 @@ def _describe(value: Any) -> str:
     if isinstance(value, Mapping):
         return f"{{low: {value.get('low')}, high: {value.get('high')}}}"
     return repr(value)
+
+
+def positive_number(name: str, value: Any) -> float:
+    """Check that a scalar argument is a finite number above 0 and return it as a float.
+
+    Raises:
+        ValueError: Naming the argument and the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"invalid {name} {value!r}: expected a number above 0")
+    number = float(value)
+    if not np.isfinite(number) or number <= 0.0:
+        raise ValueError(f"invalid {name} {value!r}: expected a finite number above 0")
+    return number

@@ -165,3 +165,100 @@ def lender_utility_gradient(
     )
     curvature = -2.0 * n * willingness * beta * (min_rate * beta + 1.0) / total**3
     return gradient, curvature
+
+
+# --------------------------------------------------------------------------------------------
+# One borrower, N investing lenders (the borrower leads).
+#
+# Symbols (units):
+#     r_i       interest rate the borrower offers lender i, in [r_min,i, r_max]
+#     x_i       investment of lender i, in [0, x_max,i] (coins)
+#     R         reward the borrower shares in proportion to investment (coins)
+#     w         the lenders' willingness weight (1)
+#     eta       the borrower's valuation of funds (coins)
+#     X         the amount the borrower must raise (coins)
+#     phi_i     willingness to invest, phi_i = w (x_max,i + R - x_i) / x_max,i            (1)
+#     LU_i      LU_i = x_i / sum_j x_j phi_i R + (r_i - r_min,i) x_i                    (coins)
+#     BU        BU = eta ln(sum_i x_i - X + 1) - sum_i r_i x_i - R                      (coins)
+
+
+def investor_utilities(
+    investments: np.ndarray,
+    rates: np.ndarray,
+    min_rate: np.ndarray,
+    max_investment: np.ndarray,
+    reward: np.ndarray,
+    weight: np.ndarray,
+) -> np.ndarray:
+    """Compute every investing lender's utility LU_i = x_i / sum_j x_j phi_i R + (r_i - r_min,i) x_i.
+
+    The reward share x_i / sum_j x_j is defined as 0 when nobody invests.
+
+    Args:
+        investments: x (coins), (B, N), in [0, x_max].
+        rates: r, (B, N).
+        min_rate: r_min, (B, N).
+        max_investment: x_max (coins), (B, N), > 0.
+        reward: R (coins), broadcastable to (B, 1).
+        weight: w, broadcastable to (B, 1).
+
+    Returns:
+        LU (coins), (B, N).
+    """
+    total = investments.sum(axis=-1, keepdims=True)
+    others = total - investments
+    return investor_utility_against(
+        investments, others, rates, min_rate, max_investment, reward, weight
+    )
+
+
+def investor_utility_against(
+    investment: np.ndarray,
+    others_investment: np.ndarray,
+    rate: np.ndarray,
+    min_rate: np.ndarray,
+    max_investment: np.ndarray,
+    reward: np.ndarray,
+    weight: np.ndarray,
+) -> np.ndarray:
+    """Compute LU_i of an investment x_i when the others invest beta_i = sum_{j != i} x_j in total.
+
+    All arguments broadcast; see :func:`investor_utilities` for the symbols.
+    """
+    total = investment + others_investment
+    share = np.divide(
+        investment, total, out=np.zeros(np.broadcast(investment, total).shape), where=total > 0.0
+    )
+    willingness = weight * (max_investment + reward - investment) / max_investment
+    return share * willingness * reward + (rate - min_rate) * investment
+
+
+def raise_borrower_utility(
+    investments: np.ndarray,
+    rates: np.ndarray,
+    target: np.ndarray,
+    reward: np.ndarray,
+    valuation: np.ndarray,
+    failure_utility: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Compute the borrower's utility BU = eta ln(sum_i x_i - X + 1) - sum_i r_i x_i - R.
+
+    BU is undefined when sum_i x_i <= X - 1: the raise has failed, and the borrower gets
+    ``failure_utility`` instead.
+
+    Args:
+        investments: x (coins), (B, N).
+        rates: r, (B, N).
+        target: X (coins), (B,).
+        reward: R (coins), (B,).
+        valuation: eta (coins), (B,).
+        failure_utility: BU of a failed raise (coins).
+
+    Returns:
+        BU (coins), (B,), and whether each raise succeeded, (B,) bool.
+    """
+    surplus = investments.sum(axis=-1) - target + 1.0
+    feasible = surplus > 0.0
+    log_surplus = np.log(np.where(feasible, surplus, 1.0))
+    utility = valuation * log_surplus - (rates * investments).sum(axis=-1) - reward
+    return np.where(feasible, utility, failure_utility), feasible

@@ -17,7 +17,8 @@ import numpy as np
 from ledgerzoo.envs.core import keys
 from ledgerzoo.envs.core.market import FOLLOWER_MODES, BatchedMarket, Role
 from ledgerzoo.envs.core.parallel import MarketParallelEnv
-from ledgerzoo.envs.core.params import ParamSpec, parse_param
+from ledgerzoo.envs.core.params import ParamSpec, parse_param, positive_number
+from ledgerzoo.envs.core.spaces import to_space
 from ledgerzoo.envs.lending import equilibrium
 from ledgerzoo.envs.lending.equilibrium import OneToOneEquilibrium, OneToOneGame
 from ledgerzoo.envs.lending.model import prices_from_rates
@@ -115,7 +116,7 @@ class OneToOneMarket(BatchedMarket):
         if not isinstance(reference, (bool, np.bool_)):
             raise TypeError(f"reference must be True or False, got {reference!r}")
         self.reference = bool(reference)
-        self.max_rate = _positive_number("max_rate", max_rate)
+        self.max_rate = positive_number("max_rate", max_rate)
         if self.max_rate > MAX_RATE_CAP:
             raise ValueError(
                 f"invalid max_rate {max_rate!r}: expected at most {MAX_RATE_CAP} (a fraction of "
@@ -437,7 +438,7 @@ class OneToOneMarket(BatchedMarket):
             obs[..., LENDER_INDEX["was_optimal_lender"]] = (
                 np.arange(n)[None, :] == self.last_optimal[:, None]
             )
-        return _to_space(obs, self._roles[0].observation_space)
+        return to_space(obs, self._roles[0].observation_space)
 
     def _observe_borrower(self) -> np.ndarray:
         batch, n = self.num_instances, self.n_lenders
@@ -453,7 +454,7 @@ class OneToOneMarket(BatchedMarket):
             [self.game.willingness, rates / self.max_rate, self._loan_upper], axis=-1
         ).reshape(batch, n * len(BORROWER_PER_LENDER))
         obs = np.concatenate([header, per_lender], axis=1)[:, None, :]
-        return _to_space(obs, self._roles[1].observation_space)
+        return to_space(obs, self._roles[1].observation_space)
 
     def equilibrium_actions(self) -> dict[str, np.ndarray]:
         actions = {"lender": self.actions_from_rates(self.equilibrium.rates)}
@@ -552,20 +553,6 @@ def _others_extremes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     low = np.where(values == smallest, second_smallest, smallest)
     high = np.where(values == largest, second_largest, largest)
     return low, high
-
-
-def _to_space(obs: np.ndarray, space: gymnasium.spaces.Box) -> np.ndarray:
-    """Cast to the space's dtype and clip into its bounds (guards float32 rounding at bounds)."""
-    return np.clip(obs.astype(np.float32), space.low, space.high)
-
-
-def _positive_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"invalid {name} {value!r}: expected a number above 0")
-    number = float(value)
-    if not np.isfinite(number) or number <= 0.0:
-        raise ValueError(f"invalid {name} {value!r}: expected a finite number above 0")
-    return number
 
 
 class LendingOneToOneEnv(MarketParallelEnv):
