@@ -6,8 +6,25 @@ measured against it. Start with :func:`list_envs` and :func:`make`.
 
 from __future__ import annotations
 
-from ledgerzoo.registry import EnvSpec, list_envs, make, make_aec, register, spec
+from ledgerzoo.registry import (
+    EnvSpec,
+    list_envs,
+    make,
+    make_aec,
+    make_single_agent,
+    register,
+    spec,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["EnvSpec", "__version__", "list_envs", "make", "make_aec", "register", "spec"]
+__all__ = [
+    "EnvSpec",
+    "__version__",
+    "list_envs",
+    "make",
+    "make_aec",
+    "make_single_agent",
+    "register",
+    "spec",
+]

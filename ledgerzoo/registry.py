@@ -127,6 +127,25 @@ def make_aec(name: str, **kwargs: Any) -> AECEnv:
     return spec(name).load().env(**kwargs)
 
 
+def make_single_agent(name: str, **kwargs: Any) -> Any:
+    """Build a registered market's single-agent ``gymnasium.Env`` (one acting agent, analytic
+    followers), for training with any single-agent library.
+
+    Args:
+        name: Registry name (see :func:`list_envs`).
+        **kwargs: Constructor arguments of the env; ``render_mode`` goes to the wrapper.
+
+    Raises:
+        ValueError: If the market, with these arguments, has more than one acting agent.
+    """
+    from ledgerzoo.envs.core.single_agent import SingleAgentMarketEnv
+
+    check_kwargs(name, kwargs)
+    render_mode = kwargs.pop("render_mode", None)
+    market = market_class(name)(num_instances=1, **kwargs)
+    return SingleAgentMarketEnv(market, render_mode=render_mode)
+
+
 def market_class(name: str) -> Callable[..., Any]:
     """Return the batched market class behind a registered env (its vector face).
 

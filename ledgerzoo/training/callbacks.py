@@ -18,9 +18,10 @@ BaseCallback = require("stable_baselines3.common.callbacks", "training").BaseCal
 
 PROGRESS_FIELDS = (
     "timesteps",
+    "role",
     "rate_error",
-    "lender_utility",
-    "equilibrium_lender_utility",
+    "utility",
+    "equilibrium_utility",
     "nash_conv",
     "normalized_nash_conv",
 )
@@ -88,19 +89,24 @@ class MarketMetricsCallback(BaseCallback):  # type: ignore[misc, valid-type]
         self._count = 0
 
     def _on_step(self) -> bool:
-        step = self.vec_env.last_step
+        # With learned followers a round settles in another role's step, so read the step that
+        # settled the round, once.
+        step = self.vec_env.settled_step
         if step is None:
             return True
+        self.vec_env.settled_step = None
         infos = step.infos.get(self.vec_env.role.name, {})
         reference = f"{keys.REFERENCE}/"
         if keys.UTILITY not in infos or reference + keys.UTILITY not in infos:
             return True
         values = {
-            "lender_utility": float(np.mean(infos[keys.UTILITY])),
-            "equilibrium_lender_utility": float(np.mean(infos[reference + keys.UTILITY])),
+            "utility": float(np.mean(infos[keys.UTILITY])),
+            "equilibrium_utility": float(np.mean(infos[reference + keys.UTILITY])),
         }
-        if keys.RATE in infos and reference + keys.RATE in infos:
-            rate, equilibrium_rate = infos[keys.RATE], infos[reference + keys.RATE]
+        # A role that sets one rate per counterpart reports them all under RATES.
+        rate_key = keys.RATES if keys.RATES in infos else keys.RATE
+        if rate_key in infos and reference + rate_key in infos:
+            rate, equilibrium_rate = infos[rate_key], infos[reference + rate_key]
             values["rate_error"] = float(
                 np.mean(np.abs(rate - equilibrium_rate) / equilibrium_rate)
             )
@@ -120,8 +126,8 @@ class MarketMetricsCallback(BaseCallback):  # type: ignore[misc, valid-type]
         means = {name: total / self._count for name, total in self._sums.items()}
         for name, value in means.items():
             self.logger.record(f"market/{name}", value)
-        row = {"timesteps": self.num_timesteps}
-        row.update({name: means.get(name, float("nan")) for name in PROGRESS_FIELDS[1:]})
+        row: dict[str, Any] = {"timesteps": self.num_timesteps, "role": self.vec_env.role.name}
+        row.update({name: means.get(name, float("nan")) for name in PROGRESS_FIELDS[2:]})
         self._append(row)
         self._sums, self._count = {}, 0
 

@@ -80,6 +80,14 @@ class TrainConfig:
         default_factory=lambda: [64, 64],
         metadata={"help": "hidden layer sizes of policy and value"},
     )
+    alternate_rollouts: int = field(
+        default=4,
+        metadata={"help": "with several learned roles: rollouts one role trains before the next"},
+    )
+    reference_metrics: bool = field(
+        default=True,
+        metadata={"help": "solve each training episode's equilibrium to log market/ metrics"},
+    )
     checkpoint_every: int = field(
         default=100_000, metadata={"help": "agent-steps between checkpoints (0: none)"}
     )
@@ -179,6 +187,7 @@ def validate(config: ExperimentConfig, source: str = "config") -> None:
         "train.n_epochs": train.n_epochs,
         "train.learning_rate": train.learning_rate,
         "train.keep_checkpoints": train.keep_checkpoints,
+        "train.alternate_rollouts": train.alternate_rollouts,
         "eval.episodes": evaluation.episodes,
     }
     for key, value in positive.items():

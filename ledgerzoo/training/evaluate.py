@@ -252,23 +252,39 @@ def round_metrics(
         metrics["welfare"] = float(first[keys.WELFARE])
         metrics["equilibrium_welfare"] = float(first_reference[keys.WELFARE])
 
-    gains = [
-        float(info[keys.BEST_RESPONSE_UTILITY]) - float(info[keys.UTILITY])
+    if keys.RAISE_FAILED in first:
+        metrics["failure_rate"] = float(bool(first[keys.RAISE_FAILED]))
+    metrics.update(_nash_conv(infos, "nash_conv", "normalized_nash_conv"))
+    roles = sorted({role_of(agent) for agent in infos})
+    if len(roles) > 1:
+        for role in roles:
+            mine = {agent: info for agent, info in infos.items() if role_of(agent) == role}
+            metrics.update(_nash_conv(mine, f"nash_conv/{role}", f"normalized_nash_conv/{role}"))
+    return metrics
+
+
+def _nash_conv(
+    infos: Mapping[str, Mapping[str, Any]], name: str, normalized_name: str
+) -> dict[str, float]:
+    """NashConv of the agents in ``infos`` that report a best-response utility, and its
+    normalization by their equilibrium utilities (nothing if no agent reports one)."""
+    players = [
+        info
         for info in infos.values()
         if keys.BEST_RESPONSE_UTILITY in info and keys.UTILITY in info
     ]
-    if gains:
-        nash_conv = float(np.sum(gains))
-        equilibrium_total = sum(
-            float(info[keys.REFERENCE][keys.UTILITY])
-            for info in infos.values()
-            if keys.BEST_RESPONSE_UTILITY in info and keys.UTILITY in info.get(keys.REFERENCE, {})
-        )
-        metrics["nash_conv"] = nash_conv
-        metrics["normalized_nash_conv"] = (
-            nash_conv / equilibrium_total if equilibrium_total > 0.0 else math.nan
-        )
-    return metrics
+    if not players:
+        return {}
+    nash_conv = float(
+        sum(float(info[keys.BEST_RESPONSE_UTILITY]) - float(info[keys.UTILITY]) for info in players)
+    )
+    equilibrium_total = sum(
+        float(info[keys.REFERENCE][keys.UTILITY])
+        for info in players
+        if keys.UTILITY in info.get(keys.REFERENCE, {})
+    )
+    normalized = nash_conv / equilibrium_total if equilibrium_total > 0.0 else math.nan
+    return {name: nash_conv, normalized_name: normalized}
 
 
 def write_results(result: EvaluationResult, directory: str | Path) -> dict[str, Path]:
@@ -346,14 +362,17 @@ def _gap(utility: float, equilibrium_utility: float) -> float:
 def _rates(
     infos: Mapping[str, Mapping[str, Any]], rate_roles: Sequence[str] | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    rates, equilibrium_rates = [], []
+    rates: list[float] = []
+    equilibrium_rates: list[float] = []
     for agent, info in infos.items():
         if rate_roles is not None and role_of(agent) not in rate_roles:
             continue
         reference = info.get(keys.REFERENCE, {})
-        if keys.RATE in info and keys.RATE in reference:
-            rates.append(float(info[keys.RATE]))
-            equilibrium_rates.append(float(reference[keys.RATE]))
+        # A role that sets one rate per counterpart reports them all under RATES.
+        key = keys.RATES if keys.RATES in info and keys.RATES in reference else keys.RATE
+        if key in info and key in reference:
+            rates.extend(np.ravel(info[key]).astype(float))
+            equilibrium_rates.extend(np.ravel(reference[key]).astype(float))
     return np.asarray(rates), np.asarray(equilibrium_rates)
 
 

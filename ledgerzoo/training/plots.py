@@ -68,21 +68,26 @@ def plot_learning_curve(progress_csv: str | Path, path: str | Path) -> Path | No
     rows = _read_rows(Path(progress_csv))
     if not rows:
         return None
-    steps = np.array([float(row["timesteps"]) for row in rows])
-    utility = np.array([float(row["lender_utility"]) for row in rows])
-    equilibrium = np.array([float(row["equilibrium_lender_utility"]) for row in rows])
-    rate_error = np.array([float(row["rate_error"]) for row in rows])
-
+    roles = sorted({row.get("role") or "agents" for row in rows})
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    top.plot(steps, utility, label="learned")
-    top.plot(steps, equilibrium, linestyle="--", color="black", label="equilibrium")
-    top.set_ylabel("mean lender utility per round (coins)")
-    top.legend()
-    bottom.plot(steps, 100.0 * rate_error)
+    for role in roles:
+        mine = [row for row in rows if (row.get("role") or "agents") == role]
+        steps = np.array([float(row["timesteps"]) for row in mine])
+        utility = np.array([float(row["utility"]) for row in mine])
+        equilibrium = np.array([float(row["equilibrium_utility"]) for row in mine])
+        rate_error = np.array([float(row["rate_error"]) for row in mine])
+        (line,) = top.plot(steps, utility, label=f"{role}, learned")
+        top.plot(
+            steps, equilibrium, linestyle="--", color=line.get_color(), label=f"{role}, equilibrium"
+        )
+        if np.isfinite(rate_error).any():
+            bottom.plot(steps, 100.0 * rate_error, label=role)
+    top.set_ylabel("mean utility per agent and round (coins)")
+    top.legend(fontsize=8)
     bottom.axhline(0.0, linestyle="--", color="black", label="equilibrium")
     bottom.set_ylabel("mean relative rate error (%)")
-    bottom.set_xlabel("agent-steps")
-    bottom.legend()
+    bottom.set_xlabel("agent-steps of the role")
+    bottom.legend(fontsize=8)
     fig.suptitle("training against the analytic equilibrium")
     fig.tight_layout()
     return _save(fig, Path(path))

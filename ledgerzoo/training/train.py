@@ -34,6 +34,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ledgerzoo import registry
 from ledgerzoo._extras import require
 from ledgerzoo.training.config import ExperimentConfig, load_config, save_config, write_atomic
@@ -134,79 +136,108 @@ def train(
             "another --run-dir"
         )
     settings = config.train
-    market = registry.market_class(config.env.name)(
-        num_instances=settings.num_instances, **{**config.env.kwargs, "reference": True}
-    )
-    # Checked before anything is written, so that a rejected config leaves no half-made run.
-    if len(market.roles) != 1:
-        raise ValueError(
-            f"training {config.env.name} with roles {[r.name for r in market.roles]} needs "
-            "role-based training, which this version does not have; train with analytic "
-            "followers (env.kwargs.followers: analytic)"
-        )
+    market_kwargs = {**config.env.kwargs, "reference": settings.reference_metrics}
+    market_type = registry.market_class(config.env.name)
+    probe = market_type(num_instances=1, **market_kwargs)
+    roles = [role.name for role in probe.roles]
     directory.mkdir(parents=True, exist_ok=True)
     if not resume:
         save_config(config, directory / "config.yaml")
-
     if settings.torch_threads > 0:
         torch.set_num_threads(settings.torch_threads)
-    role = market.roles[0].name
-    role_env = RoleVecEnv(market, role)
-    training_seeds = role_env.seed(settings.seed)
-    venv = vec_env.VecMonitor(role_env)
-    checkpoint = resume_point(directory) if resume else None
-    _write_provenance(directory, config, training_seeds)
 
+    # One market, vector env and model per trained role. Each role's vector env plays the other
+    # roles with their current models, frozen while this role updates (looked up at call time).
     algorithm = algorithm_class(settings.algorithm)
-    tensorboard_dir = str(directory / "tensorboard")
-    if checkpoint is not None:
-        logger.info("resuming from %s", checkpoint)
-        model = algorithm.load(str(checkpoint), env=venv, device=settings.device)
-        model.tensorboard_log = tensorboard_dir
-    else:
-        model = _new_model(algorithm, venv, config, tensorboard_dir)
+    models: dict[str, Any] = {}
+    role_envs: dict[str, Any] = {}
+    venvs: dict[str, Any] = {}
+    training_seeds: list[int] = []
+    for role in roles:
+        others = {other: _frozen_policy(models, other) for other in roles if other != role}
+        role_env = RoleVecEnv(
+            market_type(num_instances=settings.num_instances, **market_kwargs), role, others
+        )
+        training_seeds = [int(seed) for seed in role_env.seed(settings.seed) if seed is not None]
+        role_envs[role] = role_env
+        venvs[role] = vec_env.VecMonitor(role_env)
+    starts = _resume_models(directory, roles) if resume else {}
+    _write_provenance(directory, config, training_seeds)
+    for role in roles:
+        tensorboard_dir = str(directory / "tensorboard")
+        if role in starts:
+            logger.info("resuming %s from %s", role, starts[role])
+            models[role] = algorithm.load(
+                str(starts[role]), env=venvs[role], device=settings.device
+            )
+            models[role].tensorboard_log = tensorboard_dir
+        else:
+            models[role] = _new_model(algorithm, venvs[role], config, tensorboard_dir)
 
-    checkpoints = AtomicCheckpointCallback(
-        directory / "checkpoints", settings.checkpoint_every, settings.keep_checkpoints
-    )
-    callbacks = [checkpoints, MarketMetricsCallback(role_env, directory / "progress.csv")]
-    remaining = settings.total_timesteps - int(model.num_timesteps)
-    rollout = venv.num_envs * settings.n_steps
+    single = len(roles) == 1
+    checkpoints = {
+        role: AtomicCheckpointCallback(
+            directory / "checkpoints" / ("" if single else role),
+            settings.checkpoint_every,
+            settings.keep_checkpoints,
+        )
+        for role in roles
+    }
+    progress = directory / "progress.csv"
+    callbacks = {
+        role: [checkpoints[role], MarketMetricsCallback(role_envs[role], progress)]
+        for role in roles
+    }
+    done = sum(int(models[role].num_timesteps) for role in roles)
+    remaining = settings.total_timesteps - done
+    rollouts = {role: venvs[role].num_envs * settings.n_steps for role in roles}
     if remaining <= 0:
         logger.warning(
             "%s already has %d agent-steps of the %d requested; nothing left to train",
             directory,
-            model.num_timesteps,
+            done,
             settings.total_timesteps,
         )
-    elif remaining < rollout:
+    elif remaining < min(rollouts.values()):
         logger.warning(
-            "%d agent-steps requested, but one rollout is %d (%d slots x n_steps %d); SB3 "
-            "trains whole rollouts, so %d agent-steps will be trained",
+            "%d agent-steps requested, but one rollout is %d (slots x n_steps %d); SB3 trains "
+            "whole rollouts, so more agent-steps will be trained",
             remaining,
-            rollout,
-            venv.num_envs,
+            min(rollouts.values()),
             settings.n_steps,
-            rollout,
         )
     started = time.perf_counter()
-    if remaining > 0:
-        try:
-            model.learn(
-                total_timesteps=remaining,
-                callback=callbacks,
-                reset_num_timesteps=checkpoint is None,
-                tb_log_name="ppo" if settings.algorithm == "PPO" else settings.algorithm.lower(),
-                progress_bar=progress_bar and _has_progress_bar(),
-            )
-        except KeyboardInterrupt:
-            checkpoints.save_now(model)
-            logger.warning("training interrupted; resume with --resume %s", directory)
-            raise
+    fresh = {role: role not in starts for role in roles}
+    try:
+        while remaining > 0:
+            for role in roles:
+                # One role alone trains its whole budget; several roles take turns.
+                turn = remaining if single else settings.alternate_rollouts * rollouts[role]
+                before = int(models[role].num_timesteps)
+                models[role].learn(
+                    total_timesteps=min(turn, remaining),
+                    callback=callbacks[role],
+                    reset_num_timesteps=fresh[role],
+                    tb_log_name=role if not single else settings.algorithm.lower(),
+                    progress_bar=single and progress_bar and _has_progress_bar(),
+                )
+                fresh[role] = False
+                remaining -= int(models[role].num_timesteps) - before
+                if not single:
+                    _save_model(models[role], directory / f"model_{role}.zip")
+                if remaining <= 0:
+                    break
+    except KeyboardInterrupt:
+        for role in roles:
+            checkpoints[role].save_now(models[role])
+        logger.warning("training interrupted; resume with --resume %s", directory)
+        raise
     elapsed = time.perf_counter() - started
-    model_path = directory / "model.zip"
-    _save_model(model, model_path)
-    _update_provenance(directory, {"train_seconds": elapsed, "timesteps": int(model.num_timesteps)})
+    for role in roles:
+        _save_model(models[role], _model_path(directory, role, single))
+    model_path = _model_path(directory, roles[0], single)
+    timesteps = sum(int(models[role].num_timesteps) for role in roles)
+    _update_provenance(directory, {"train_seconds": elapsed, "timesteps": timesteps})
 
     from ledgerzoo.training.plots import plot_learning_curve
 
@@ -214,7 +245,7 @@ def train(
     evaluation = None
     if evaluate_after:
         evaluation = evaluate_run(directory)
-    return TrainResult(directory, model_path, int(model.num_timesteps), evaluation)
+    return TrainResult(directory, model_path, timesteps, evaluation)
 
 
 def evaluate_run(
@@ -227,24 +258,62 @@ def evaluate_run(
     Raises:
         FileNotFoundError: If the run has no config.yaml or no model.zip.
     """
+    from ledgerzoo.agents.base import RolePolicies
     from ledgerzoo.agents.sb3 import SB3Policy
 
     directory = Path(run_dir)
     config = load_config(run_config_path(directory))
-    model_path = directory / "model.zip"
-    if not model_path.is_file():
-        raise FileNotFoundError(
-            f"no model.zip in {str(directory)!r}; finish or resume the run with "
-            f"'ledgerzoo train --resume {directory}'"
-        )
     market = registry.market_class(config.env.name)(num_instances=1, **config.env.kwargs)
-    role = market.roles[0].name
-    policy = SB3Policy.load(
-        str(model_path), role, config.train.algorithm, deterministic=config.eval.deterministic
-    )
+    roles = [role.name for role in market.roles]
+    single = len(roles) == 1
+    policies = {}
+    for role in roles:
+        model_path = _model_path(directory, role, single)
+        if not model_path.is_file():
+            raise FileNotFoundError(
+                f"no {model_path.name} in {str(directory)!r}; finish or resume the run with "
+                f"'ledgerzoo train --resume {directory}'"
+            )
+        policies[role] = SB3Policy.load(
+            str(model_path), role, config.train.algorithm, deterministic=config.eval.deterministic
+        )
+    policy: Any = policies[roles[0]] if single else RolePolicies(policies)
     result = evaluate_on_config(config, policy, f"{config.train.algorithm} ({directory.name})")
     write_results(result, Path(out_dir) if out_dir is not None else directory / "eval")
     return result
+
+
+def _model_path(directory: Path, role: str, single: bool) -> Path:
+    """model.zip for a one-role run, model_<role>.zip for each role of a role-based run."""
+    return directory / ("model.zip" if single else f"model_{role}.zip")
+
+
+def _frozen_policy(models: dict[str, Any], role: str) -> Any:
+    """A role's current model as a frozen policy on batched observations (mean actions)."""
+
+    def act(observations: np.ndarray) -> np.ndarray:
+        batch, count = observations.shape[:2]
+        flat = observations.reshape(batch * count, *observations.shape[2:])
+        actions, _ = models[role].predict(flat, deterministic=True)
+        return np.asarray(actions).reshape(batch, count, -1)
+
+    return act
+
+
+def _resume_models(directory: Path, roles: list[str]) -> dict[str, Path]:
+    """The model each role resumes from: the run's final model or newest checkpoint."""
+    if len(roles) == 1:
+        point = resume_point(directory)
+        return {} if point is None else {roles[0]: point}
+    starts = {}
+    for role in roles:
+        path = directory / f"model_{role}.zip"
+        newest = latest_checkpoint(directory / "checkpoints" / role, nested=False)
+        if path.is_file():
+            starts[role] = path
+        elif newest is not None:
+            starts[role] = newest
+    return starts
 
 
 def run_config_path(directory: Path) -> Path:
@@ -275,9 +344,10 @@ def resume_point(run_dir: str | os.PathLike[str]) -> Path | None:
     return checkpoint
 
 
-def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
-    """Return the newest checkpoint of a run, or None."""
-    folder = Path(run_dir) / "checkpoints"
+def latest_checkpoint(run_dir: str | os.PathLike[str], nested: bool = True) -> Path | None:
+    """Return the newest checkpoint of a run (in RUN_DIR/checkpoints, or in the folder itself
+    when ``nested`` is False), or None."""
+    folder = Path(run_dir) / "checkpoints" if nested else Path(run_dir)
     found = [
         (int(match.group(1)), path)
         for path in folder.glob("model_*.zip")

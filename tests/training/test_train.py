@@ -217,16 +217,25 @@ def test_evaluate_run_needs_model(tmp_path: Path) -> None:
         evaluate_run(run_dir)
 
 
-def test_learned_followers_rejected(tmp_path: Path) -> None:
+def test_learned_followers_train_by_role(tmp_path: Path) -> None:
     data = tiny_config().to_dict()
-    data["env"]["kwargs"]["followers"] = "learned"
+    data["env"]["kwargs"].update(followers="learned", n_lenders=3)
+    data["train"].update(total_timesteps=1_500, alternate_rollouts=1, checkpoint_every=0)
     config = config_from_dict(data)
     run_dir = tmp_path / "learned"
 
-    with pytest.raises(ValueError, match="role-based training"):
-        train(config, run_dir, progress_bar=False)
+    result = train(config, run_dir, progress_bar=False, evaluate_after=False)
 
-    assert not (run_dir / "config.yaml").exists(), "a rejected config left a run behind"
+    lender = load_model(str(run_dir / "model_lender.zip"))
+    borrower = load_model(str(run_dir / "model_borrower.zip"))
+    assert lender.num_timesteps > 0, "the lender model never trained"
+    assert borrower.num_timesteps > 0, "the borrower model never trained"
+    assert result.timesteps == lender.num_timesteps + borrower.num_timesteps, result.timesteps
+    with (run_dir / "progress.csv").open() as stream:
+        roles = {row["role"] for row in csv.DictReader(stream)}
+    assert roles == {"lender", "borrower"}, roles
+    evaluation = evaluate_run(run_dir)
+    assert "nash_conv" in evaluation.metrics, sorted(evaluation.metrics)
 
 
 def _listing(folder: Path) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ledgerzoo._extras import require
+from ledgerzoo.envs.core import keys
 from ledgerzoo.envs.core.market import BatchedMarket, MarketStep
 from ledgerzoo.envs.core.seeding import instance_seeds
 
@@ -66,6 +67,8 @@ class RoleVecEnv(VecEnv):  # type: ignore[misc, valid-type]
         self._actions: np.ndarray | None = None
         self._observations: dict[str, np.ndarray] = {}
         self.last_step: MarketStep | None = None
+        #: The latest market step that settled a round for this role (its infos hold utilities).
+        self.settled_step: MarketStep | None = None
         super().__init__(
             market.num_instances * self._count, self.role.observation_space, self.role.action_space
         )
@@ -155,6 +158,8 @@ class RoleVecEnv(VecEnv):  # type: ignore[misc, valid-type]
         result = self.market.step(actions)
         self._observations = result.observations
         self.last_step = result
+        if keys.UTILITY in result.infos.get(self.role.name, {}):
+            self.settled_step = result
         return result
 
     def _play_other_roles(self) -> np.ndarray:

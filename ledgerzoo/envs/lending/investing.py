@@ -107,25 +107,26 @@ class OneToManyGame:
         values scalars or (B,).
 
         Raises:
-            ValueError: If a value is outside the game's scope (see :meth:`validate`).
+            ValueError: If a value has the wrong shape or is outside the game's scope (see
+                :meth:`validate`).
         """
         min_rate = np.atleast_2d(np.asarray(min_rate, dtype=np.float64))
+        if min_rate.ndim != 2:
+            raise ValueError(f"min_rate must have shape (N,) or (B, N), got shape {min_rate.shape}")
         batch = min_rate.shape[0]
-        max_investment = np.broadcast_to(
-            np.asarray(max_investment, dtype=np.float64), min_rate.shape
-        ).copy()
+        max_investment = _broadcast_value("max_investment", max_investment, min_rate.shape)
 
-        def per_instance(value: Any) -> np.ndarray:
-            return np.broadcast_to(np.asarray(value, dtype=np.float64), (batch,)).copy()
+        def per_instance(value: Any, name: str) -> np.ndarray:
+            return _broadcast_value(name, value, (batch,))
 
         game = cls(
             min_rate,
             max_investment,
-            per_instance(max_rate),
-            per_instance(reward),
-            per_instance(weight),
-            per_instance(valuation),
-            per_instance(target),
+            per_instance(max_rate, "max_rate"),
+            per_instance(reward, "reward"),
+            per_instance(weight, "weight"),
+            per_instance(valuation, "valuation"),
+            per_instance(target, "target"),
             float(failure_utility),
         )
         game.validate()
@@ -477,6 +478,17 @@ def investor_utility_against_game(
     )
 
 
+def _broadcast_value(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Broadcast a game value to ``shape`` as float64, naming the value when the shapes clash."""
+    array = np.asarray(value, dtype=np.float64)
+    try:
+        return np.broadcast_to(array, shape).copy()
+    except ValueError:
+        raise ValueError(
+            f"{name} must broadcast to shape {shape}, got shape {array.shape}: {value!r}"
+        ) from None
+
+
 def _search_utility(rates: np.ndarray, game: OneToManyGame) -> np.ndarray:
     """BU for the leader's search: infeasible rates score -inf so the search avoids them."""
     utility, feasible, _ = borrower_utility_at(rates, game)
@@ -556,7 +568,9 @@ def _differentiated_search(game: OneToManyGame, seed: int) -> tuple[np.ndarray, 
         for i in range(n):
             rates, value, used = _coordinate_step(tiled, rates, value, i)
             evaluations += used
-        if np.all(value <= before + 1e-12 * np.abs(before)):
+        # A start whose raise fails everywhere keeps BU = -inf, and -inf + inf would be NaN.
+        slack = 1e-12 * np.abs(np.where(np.isfinite(before), before, 0.0))
+        if np.all(value <= before + slack):
             break
     best = np.argmax(value.reshape(batch, copies), axis=1)
     chosen = rates.reshape(batch, copies, n)[np.arange(batch), best]
