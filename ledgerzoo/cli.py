@@ -21,6 +21,9 @@ from ledgerzoo.training.config import ConfigError, load_config
 
 logger = logging.getLogger("ledgerzoo")
 
+# Per-lender columns of the solve table, when the market's result has them.
+SOLVE_COLUMNS = ("rates", "loans", "investments", "lender_utilities")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 on success, 2 on bad input)."""
@@ -96,7 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("config", help="YAML experiment config")
     solve.add_argument("--json", action="store_true", help="print JSON instead of a table")
     solve.add_argument(
-        "--method", default="best_response", help="solver method (best_response or gradient)"
+        "--method",
+        default=None,
+        help="solver method of the market: best_response (default) or gradient for "
+        "lending_one_to_one_v0; reference (default) or psi for lending_one_to_many_v0",
     )
     solve.add_argument(
         "--seed", type=int, help="seed of parameters drawn from ranges (default: eval.seed)"
@@ -191,11 +197,14 @@ def _solve(args: argparse.Namespace) -> int:
     )
     if result.get("drawn_parameters"):
         print(f"parameters drawn from the config's ranges with seed {result['seed']}")
-    rates, loans, utilities = result["rates"], result["loans"], result["lender_utilities"]
-    print(f"{'lender':<10}{'rate':>10}{'loan':>12}{'utility':>12}")
-    for index, (rate, loan, utility) in enumerate(zip(rates, loans, utilities, strict=True)):
-        marker = "  optimal" if index == result["optimal_lender"] else ""
-        print(f"{'lender_' + str(index):<10}{rate:>10.5f}{loan:>12.4f}{utility:>12.5f}{marker}")
+    columns = [key for key in SOLVE_COLUMNS if key in result]
+    print(f"{'lender':<10}" + "".join(f"{key:>18}" for key in columns))
+    for index in range(len(result["rates"])):
+        values = "".join(f"{result[key][index]:>18.6g}" for key in columns)
+        marker = "  optimal" if index == result.get("optimal_lender") else ""
+        print(f"{'lender_' + str(index):<10}{values}{marker}")
+    if "feasible" in result:
+        print(f"raise {'succeeded' if result['feasible'] else 'failed'}")
     print(f"borrower utility {result['borrower_utility']:.5f}, welfare {result['welfare']:.5f}")
     return 0
 

@@ -12,7 +12,11 @@ parameters in round 0):
   definition; exploitability is NashConv divided by the number of players);
 - ``normalized_nash_conv``: NashConv divided by the sum of the same agents' equilibrium
   utilities;
-- ``borrower_utility`` and ``welfare`` (sum of every utility), with their equilibrium values.
+- ``borrower_utility`` and ``welfare`` (sum of every utility), with their equilibrium values;
+- ``failure_rate``: the share of rounds whose raise failed, where the market has raises;
+- ``follower_response_gap``: with learned followers that invest, the mean absolute distance
+  (coins) between an investment and the lenders' equilibrium response to the offered rates;
+- ``nash_conv/<role>`` and ``normalized_nash_conv/<role>`` when several roles act.
 
 Each metric is averaged over the rounds of an episode, then reported as the mean over
 episodes (one held-out seed each) with a 95% confidence interval (Student t).
@@ -252,6 +256,14 @@ def round_metrics(
         metrics["welfare"] = float(first[keys.WELFARE])
         metrics["equilibrium_welfare"] = float(first_reference[keys.WELFARE])
 
+    responses = [
+        abs(float(info[keys.INVESTMENT]) - float(info[keys.FOLLOWER_RESPONSE]))
+        for info in infos.values()
+        if keys.FOLLOWER_RESPONSE in info and keys.INVESTMENT in info
+    ]
+    if responses:
+        # How far learned followers act from their equilibrium response to the leader's offer.
+        metrics["follower_response_gap"] = float(np.mean(responses))
     if keys.RAISE_FAILED in first:
         metrics["failure_rate"] = float(bool(first[keys.RAISE_FAILED]))
     metrics.update(_nash_conv(infos, "nash_conv", "normalized_nash_conv"))

@@ -13,7 +13,7 @@ from ledgerzoo.training.config import ExperimentConfig
 
 
 def solve(
-    config: ExperimentConfig, method: str = "best_response", seed: int | None = None
+    config: ExperimentConfig, method: str | None = None, seed: int | None = None
 ) -> dict[str, Any]:
     """Solve the stage game of a config's scenario.
 
@@ -23,8 +23,9 @@ def solve(
 
     Args:
         config: A validated experiment config.
-        method: The solver method of the market (``best_response`` or ``gradient`` for the
-            lending market).
+        method: The solver method of the market; None uses the market's default
+            (``best_response`` or ``gradient`` for the one-to-one lending market, ``reference``
+            or ``psi`` for the one-to-many one).
         seed: Seed of the drawn parameters.
 
     Returns:
@@ -40,10 +41,10 @@ def solve(
     used_seed = config.eval.seed if seed is None else seed
     market.seed([used_seed])
     market.reset()
-    drawn = any(getattr(value, "is_random", False) for value in vars(market).values())
-    result = market.solve(method)
+    drawn = any(_is_random(value) for value in vars(market).values())
+    result = market.solve() if method is None else market.solve(method)
     game = {
-        name: _finite_or_none(np.asarray(value)[0].tolist())
+        name: _finite_or_none(np.asarray(value)[0].tolist() if np.ndim(value) else value)
         for name, value in dataclasses.asdict(market.game).items()
     }
     output: dict[str, Any] = {"env": config.env.name, "drawn_parameters": drawn}
@@ -52,6 +53,13 @@ def solve(
     output["game"] = game
     output.update(result.to_dict(0))
     return output
+
+
+def _is_random(value: Any) -> bool:
+    """Whether a market attribute is a scenario parameter (or a dict of them) drawn per episode."""
+    if isinstance(value, dict):
+        return any(_is_random(item) for item in value.values())
+    return bool(getattr(value, "is_random", False))
 
 
 def _finite_or_none(value: Any) -> Any:

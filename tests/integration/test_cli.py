@@ -361,3 +361,17 @@ def test_train_without_config(tmp_path: Path) -> None:
     process = run_cli("train", cwd=tmp_path)
 
     assert_one_line_error(process, "missing config")
+
+
+@pytest.mark.parametrize("pricing", ["uniform", "differentiated"])
+def test_solve_one_to_many_json(tmp_path: Path, pricing: str) -> None:
+    config = REPOSITORY / "configs" / "lending" / f"one_to_many_{pricing}.yaml"
+
+    process = run_cli("solve", str(config), "--json", cwd=tmp_path)
+
+    assert_ok(process)
+    result = json.loads(process.stdout)
+    for key in ("rates", "investments", "lender_utilities", "borrower_utility", "iterations"):
+        assert key in result, f"{key} missing from {sorted(result)}"
+    assert result["feasible"] is True, result
+    assert result["pricing"] == pricing, result["pricing"]
