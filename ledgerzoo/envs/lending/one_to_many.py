@@ -250,7 +250,7 @@ class OneToManyMarket(BatchedMarket):
         return low + fraction * (high - low)
 
     def actions_from_rates(self, rates: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`rates_from_actions`, (B, N) -> (B, 1, k) float32 in [0, 1]."""
+        """Invert :meth:`rates_from_actions`, (B, N) -> (B, 1, k) float32 in [0, 1]."""
         low, high = self.game.rate_bounds(self.pricing)
         fraction = np.clip((rates - low) / (high - low), 0.0, 1.0)
         if self.pricing == "uniform":
@@ -423,9 +423,12 @@ class OneToManyMarket(BatchedMarket):
     def best_response_actions(
         self, observations: Mapping[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        """Best responses from observations: lenders answer the offered rate and the others'
-        last investments with the closed form; the borrower, the leader, has no myopic best
-        response apart from its optimum, so it plays the equilibrium rates of the episode."""
+        """Compute best responses from observations.
+
+        Lenders respond to the offered rate and the others' last investments with the closed
+        form. The borrower, the leader, has no myopic best response apart from its optimum, so
+        it plays the episode's equilibrium rates.
+        """
         actions: dict[str, np.ndarray] = {}
         if "borrower" in observations:
             actions["borrower"] = self.actions_from_rates(self.equilibrium.rates)
@@ -543,7 +546,7 @@ class LendingOneToManyEnv(MarketParallelEnv):
     | 13 + 4i | last rate offered to lender i / r_max | - | [0, 1] |
     | 14 + 4i | lender i's last investment | coins | [0, inf) |
 
-    The leader knows its followers' parameters, as the Stackelberg model assumes.
+    The leader observes its followers' parameters, as the Stackelberg model assumes.
 
     Lender (learned followers only), ``Box(float32)`` of 13 entries, whatever N is: phase,
     round / max_cycles, history flag, N, r_max, own r_min,i / r_max, own x_max,i, R, w, the rate
