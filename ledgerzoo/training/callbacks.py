@@ -105,7 +105,9 @@ class MarketMetricsCallback(BaseCallback):  # type: ignore[misc, valid-type]
         }
         # A role that sets one rate per counterpart reports them all under RATES.
         rate_key = keys.RATES if keys.RATES in infos else keys.RATE
-        if rate_key in infos and reference + rate_key in infos:
+        rate_roles = self.vec_env.market.rate_roles
+        sets_rates = not rate_roles or self.vec_env.role.name in rate_roles
+        if sets_rates and rate_key in infos and reference + rate_key in infos:
             rate, equilibrium_rate = infos[rate_key], infos[reference + rate_key]
             values["rate_error"] = float(
                 np.mean(np.abs(rate - equilibrium_rate) / equilibrium_rate)

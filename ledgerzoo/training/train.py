@@ -7,9 +7,10 @@ A run directory holds::
     config.yaml        the resolved config
     provenance.json    package versions, git commit, seeds, machine, command
     checkpoints/       model_<timesteps>.zip, the newest ``train.keep_checkpoints``
+                       (checkpoints/<role>/ for each role when several roles learn)
     tensorboard/       TensorBoard logs (SB3's train/ and rollout/ keys, and market/ keys)
     progress.csv       market metrics per rollout (for the learning curve)
-    model.zip          the final model
+    model.zip          the final model (model_<role>.zip for each role when several learn)
     eval/              metrics.json, metrics.csv, rates.png; learning_curve.png beside it
 
 Every file is written atomically, and ``train(..., resume=True)`` continues a run from its
@@ -309,10 +310,11 @@ def _resume_models(directory: Path, roles: list[str]) -> dict[str, Path]:
     for role in roles:
         path = directory / f"model_{role}.zip"
         newest = latest_checkpoint(directory / "checkpoints" / role, nested=False)
-        if path.is_file():
-            starts[role] = path
-        elif newest is not None:
-            starts[role] = newest
+        # The newer file wins: an interrupt mid-turn saves a checkpoint after the last
+        # model_<role>.zip.
+        candidates = [c for c in (path, newest) if c is not None and c.is_file()]
+        if candidates:
+            starts[role] = max(candidates, key=lambda candidate: candidate.stat().st_mtime_ns)
     return starts
 
 

@@ -48,6 +48,8 @@ Pricing = Literal["uniform", "differentiated"]
 PRICINGS: tuple[str, ...] = ("uniform", "differentiated")
 LEADER_METHODS: tuple[str, ...] = ("reference", "psi")
 
+# The borrower's utility of a failed raise unless a game sets one (coins).
+DEFAULT_FAILURE_UTILITY = -50.0
 # A lender whose rivals invest nothing invests this fraction of its x_max: any positive
 # investment takes the whole reward, and the best response is not attained at 0.
 ZERO_BETA_INVESTMENT = 1e-6
@@ -101,7 +103,7 @@ class OneToManyGame:
         weight: Any,
         valuation: Any,
         target: Any,
-        failure_utility: float = -100.0,
+        failure_utility: float = DEFAULT_FAILURE_UTILITY,
     ) -> OneToManyGame:
         """Build a game from arrays or lists: per-lender values (N,) or (B, N), per-instance
         values scalars or (B,).

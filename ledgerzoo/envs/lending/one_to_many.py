@@ -33,7 +33,7 @@ DEFAULT_REWARD = {"low": 2.0, "high": 8.0}  # R, coins
 DEFAULT_WEIGHT = 1.0  # w
 DEFAULT_VALUATION = 30.0  # eta, coins
 DEFAULT_TARGET = 20.0  # X, coins
-DEFAULT_FAILURE_UTILITY = -50.0  # BU of a failed raise, coins
+DEFAULT_FAILURE_UTILITY = investing.DEFAULT_FAILURE_UTILITY  # BU of a failed raise, coins
 DEFAULT_MAX_CYCLES = 25  # rounds per episode
 # Magnitudes the env accepts, so that every observation stays finite in float32.
 MAX_COINS = 1e12
@@ -436,11 +436,11 @@ class OneToManyMarket(BatchedMarket):
             obs = np.asarray(observations["lender"], dtype=np.float64)
             rates = obs[..., LENDER_INDEX["offered_rate_ratio"]] * self.max_rate
             others = obs[..., LENDER_INDEX["others_last_investment"]]
-            others = np.where(
-                others > 0.0,
-                others,
-                investing.START_INVESTMENT * self.game.max_investment.sum(axis=1, keepdims=True),
-            )
+            # Before any investment is public, assume every rival starts like this lender.
+            own_max = obs[..., LENDER_INDEX["max_investment"]]
+            count = obs[..., LENDER_INDEX["n_lenders"]]
+            guess = investing.START_INVESTMENT * own_max * np.maximum(count - 1.0, 1.0)
+            others = np.where(others > 0.0, others, guess)
             response = investing.investor_best_response(others, rates, self.game)
             actions["lender"] = _investment_actions(response, self.game)
         return actions
@@ -572,8 +572,9 @@ class LendingOneToManyEnv(MarketParallelEnv):
 
     The borrower's info holds rate (the mean offered rate), rates, investments, utility,
     borrower_utility, raise_failed and welfare. With learned followers each lender's info
-    holds its rate, investment, utility, follower_response (its investment in the lenders'
-    equilibrium for the offered rates), best_response_investment and best_response_utility.
+    holds its rate, investment, utility, borrower_utility, raise_failed, welfare,
+    follower_response (its investment in the lenders' equilibrium for the offered rates),
+    best_response_investment and best_response_utility.
     With ``reference=True`` the infos add, under ``reference``, the episode's Stackelberg
     equilibrium, and the borrower's best_response_utility is BU* (or its utility, if higher).
 
