@@ -144,7 +144,8 @@ def _train(args: argparse.Namespace) -> int:
         evaluate_after=not args.no_eval,
     )
     print(f"run directory: {result.run_dir}")
-    print(f"model: {result.model_path} ({result.timesteps} agent-steps)")
+    models = sorted(result.run_dir.glob("model*.zip"))
+    print(f"models: {', '.join(str(path) for path in models)} ({result.timesteps} agent-steps)")
     if result.evaluation is not None:
         print(result.evaluation.table())
         print(f"metrics: {result.run_dir / 'eval' / 'metrics.json'}")
