@@ -1,0 +1,475 @@
+"""The batched ledger: accounts, transactions and confirmation, for B instances at once.
+
+Every transfer of value in a market is a transaction. Submitting one debits the payer's
+spendable balance at once, so nothing can be spent twice, and queues it. It is credited to
+the payee only when it confirms. When that happens depends on the mode:
+
+- ``instant``: every transaction confirms at the end of the round it was submitted in, the
+  static game of the papers.
+- ``chain``: at the end of every ``block_interval``-th round a block takes the oldest
+  unblocked transactions, at most ``block_capacity`` of them, and a transaction confirms once
+  ``confirmations`` further blocks follow its block (0: in its own block).
+- ``tangle``: each transaction approves two earlier ones chosen by a weighted random walk and
+  confirms by cumulative weight or by a coordinator milestone
+  (:mod:`ledgerzoo.ledger.tangle`; one DAG per instance, walked transaction by transaction).
+
+Balances are (B, A) arrays over the agents' accounts followed by the system accounts
+``escrow``, ``clearing`` and ``mint``. Only MINT transactions, paid by the mint account,
+create value; the mint account may go negative, by exactly the value minted. So the sum over
+accounts of the balances plus the amounts in flight never changes. Pending transactions sit
+in a fixed-size queue per instance; a submission that finds the queue full is rejected, never
+dropped silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ledgerzoo.ledger.records import Kind, Status, TransactionRecord
+
+MODES = ("instant", "chain", "tangle")
+SYSTEM_ACCOUNTS = ("escrow", "clearing", "mint")
+# Balances within this many coins of an amount count as covering it (float rounding).
+FUNDS_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    """Settings of a ledger.
+
+    Attributes:
+        mode: ``instant``, ``chain`` or ``tangle``.
+        block_interval: Chain mode: rounds between blocks (>= 1).
+        block_capacity: Chain mode: transactions a block holds at most (>= 1).
+        confirmations: Chain mode: blocks that must follow a transaction's block (>= 0).
+        queue_capacity: Pending transactions each instance can hold (>= 1).
+        tangle: Tangle mode: settings of the DAG (see :class:`ledgerzoo.ledger.tangle.TangleConfig`).
+        audit: Keep a hash-linked audit log per instance (for single envs and debugging).
+    """
+
+    mode: str = "instant"
+    block_interval: int = 1
+    block_capacity: int = 1000
+    confirmations: int = 1
+    queue_capacity: int = 4096
+    tangle: Mapping[str, Any] = field(default_factory=dict)
+    audit: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"invalid ledger mode {self.mode!r}; expected one of {list(MODES)}")
+        for name, minimum in (
+            ("block_interval", 1),
+            ("block_capacity", 1),
+            ("confirmations", 0),
+            ("queue_capacity", 1),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(
+                    f"invalid ledger {name} {value!r}: expected an integer >= {minimum}"
+                )
+
+    @classmethod
+    def parse(cls, value: LedgerConfig | Mapping[str, Any] | str | None) -> LedgerConfig:
+        """Build a config from a mode name, a mapping of settings, or None (instant).
+
+        Raises:
+            ValueError: For an unknown setting, naming it and the allowed ones.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, LedgerConfig):
+            return value
+        if isinstance(value, str):
+            return cls(mode=value)
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                f"invalid ledger {value!r}: expected a mode name or a mapping of settings"
+            )
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise ValueError(
+                f"unknown ledger setting {unknown[0]!r}; allowed settings are {sorted(allowed)}"
+            )
+        return cls(**value)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The outcome of :meth:`Ledger.submit`.
+
+    Attributes:
+        tx_ids: Identifier of each transaction, (B, K); -1 where it was rejected.
+        status: :class:`Status` of each transaction, (B, K): PENDING or REJECTED.
+    """
+
+    tx_ids: np.ndarray
+    status: np.ndarray
+
+    @property
+    def accepted(self) -> np.ndarray:
+        """Whether each transaction was accepted, (B, K)."""
+        return self.status == Status.PENDING
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Transactions confirmed at the end of a round.
+
+    Attributes:
+        confirmed: Whether each queue slot confirmed this round, (B, Q).
+        payer, payee, kind, tx_id: Those slots' fields, (B, Q) (meaningful where confirmed).
+        amount: Those slots' amounts (coins), (B, Q), 0 where not confirmed.
+        received: Coins credited to each account this round, (B, A).
+    """
+
+    confirmed: np.ndarray
+    payer: np.ndarray
+    payee: np.ndarray
+    amount: np.ndarray
+    kind: np.ndarray
+    tx_id: np.ndarray
+    received: np.ndarray
+
+
+class Ledger:
+    """B independent ledgers over the same accounts, settled in array operations.
+
+    Args:
+        accounts: Names of the agents' accounts; the system accounts are appended.
+        num_instances: B (>= 1).
+        config: A :class:`LedgerConfig`, a mapping of its settings, a mode name, or None.
+        initial_balances: Starting balances of the agents' accounts (coins): a number, (A,) or
+            (B, A) over the agents' accounts (system accounts start at 0).
+        seeds: One seed per instance for the tangle's random walks (tangle mode).
+
+    Raises:
+        ValueError: For duplicate or reserved account names, a negative or non-finite initial
+            balance, or an invalid config.
+    """
+
+    def __init__(
+        self,
+        accounts: Sequence[str],
+        num_instances: int = 1,
+        config: LedgerConfig | Mapping[str, Any] | str | None = None,
+        initial_balances: Any = 0.0,
+        seeds: Sequence[int | None] | None = None,
+    ) -> None:
+        names = list(accounts)
+        if len(set(names)) != len(names):
+            raise ValueError(f"account names must be unique, got {names}")
+        reserved = sorted(set(names) & set(SYSTEM_ACCOUNTS))
+        if reserved:
+            raise ValueError(f"account names {reserved} are reserved for system accounts")
+        if num_instances < 1:
+            raise ValueError(f"num_instances must be at least 1, got {num_instances}")
+        self.config = LedgerConfig.parse(config)
+        self.account_names = names + list(SYSTEM_ACCOUNTS)
+        self.num_instances = int(num_instances)
+        self._index = {name: index for index, name in enumerate(self.account_names)}
+        self.escrow = self._index["escrow"]
+        self.clearing = self._index["clearing"]
+        self.mint = self._index["mint"]
+        self._seeds = list(seeds) if seeds is not None else [None] * self.num_instances
+        if len(self._seeds) != self.num_instances:
+            raise ValueError(
+                f"expected one seed per instance ({num_instances}), got {len(self._seeds)}"
+            )
+        self.reset(initial_balances)
+
+    # ----------------------------------------------------------------------------------------
+
+    @property
+    def num_accounts(self) -> int:
+        """Number of accounts A, system accounts included."""
+        return len(self.account_names)
+
+    def account(self, name: str) -> int:
+        """Return the index of an account.
+
+        Raises:
+            KeyError: For an unknown name; the message lists the accounts.
+        """
+        try:
+            return self._index[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown account {name!r}; the accounts are {self.account_names}"
+            ) from None
+
+    def reset(self, initial_balances: Any = 0.0, seeds: Sequence[int | None] | None = None) -> None:
+        """Empty the ledger and set the agents' starting balances."""
+        batch, agents = self.num_instances, len(self.account_names) - len(SYSTEM_ACCOUNTS)
+        start = np.asarray(initial_balances, dtype=np.float64)
+        try:
+            start = np.broadcast_to(start, (batch, agents))
+        except ValueError:
+            raise ValueError(
+                f"initial_balances must be a number, ({agents},) or ({batch}, {agents}); got "
+                f"shape {start.shape}"
+            ) from None
+        if not np.all(np.isfinite(start)) or np.any(start < 0.0):
+            raise ValueError(f"initial balances must be finite and >= 0, got {start}")
+        if seeds is not None:
+            self._seeds = list(seeds)
+        self.balances = np.zeros((batch, self.num_accounts))
+        self.balances[:, :agents] = start
+        self.initial_total = self.balances.sum(axis=1)
+        self.minted = np.zeros(batch)
+        self.last_received = np.zeros((batch, self.num_accounts))
+        self.total_received = np.zeros((batch, self.num_accounts))
+        self.round = 0
+        self.height = np.zeros(batch, dtype=np.int64)
+        self.next_id = np.zeros(batch, dtype=np.int64)
+        capacity = self.config.queue_capacity
+        shape = (batch, capacity)
+        self.queue_active = np.zeros(shape, dtype=bool)
+        self.queue_payer = np.zeros(shape, dtype=np.int64)
+        self.queue_payee = np.zeros(shape, dtype=np.int64)
+        self.queue_amount = np.zeros(shape)
+        self.queue_kind = np.zeros(shape, dtype=np.int64)
+        self.queue_round = np.zeros(shape, dtype=np.int64)
+        self.queue_id = np.full(shape, -1, dtype=np.int64)
+        self.queue_block = np.full(shape, -1, dtype=np.int64)
+        self.queue_attached = np.zeros(shape, dtype=bool)
+        self._write = np.zeros(batch, dtype=np.int64)
+        self.tangles: list[Any] = []
+        if self.config.mode == "tangle":
+            from ledgerzoo.ledger.tangle import Tangle, TangleConfig
+
+            tangle_config = TangleConfig(**dict(self.config.tangle))
+            self.tangles = [
+                Tangle(tangle_config, np.random.default_rng(seed)) for seed in self._seeds
+            ]
+        self.audit_logs: list[Any] = []
+        if self.config.audit:
+            from ledgerzoo.ledger.audit import AuditLog
+
+            self.audit_logs = [
+                AuditLog(self.account_names, self.balances[b].tolist()) for b in range(batch)
+            ]
+
+    # ----------------------------------------------------------------------------------------
+
+    def submit(self, payer: Any, payee: Any, amount: Any, kind: Any = Kind.PAYMENT) -> Submission:
+        """Submit K transactions per instance; each is accepted (debited, queued) or rejected.
+
+        Transactions of one instance are taken in order k = 0..K-1, so a later one is
+        checked against the balance the earlier ones left. A transaction is rejected, and changes nothing, when its
+        amount is negative or not finite, an account index is out of range, the payer's
+        spendable balance does not cover it (the mint account covers anything, and only it
+        may pay MINT transactions), or the instance's queue is full.
+
+        Args:
+            payer: Paying account indices, broadcastable to (B, K).
+            payee: Receiving account indices, broadcastable to (B, K).
+            amount: Coins, broadcastable to (B, K).
+            kind: :class:`Kind` values, broadcastable to (B, K).
+
+        Returns:
+            Ids and statuses, (B, K).
+        """
+        amount_array = np.atleast_1d(np.asarray(amount, dtype=np.float64))
+        if amount_array.ndim == 1:
+            amount_array = np.broadcast_to(
+                amount_array, (self.num_instances, amount_array.shape[0])
+            )
+        shape = amount_array.shape
+        if len(shape) != 2 or shape[0] != self.num_instances:
+            raise ValueError(
+                f"amounts must broadcast to (instances={self.num_instances}, K), got shape {shape}"
+            )
+        payers = np.broadcast_to(np.asarray(payer, dtype=np.int64), shape)
+        payees = np.broadcast_to(np.asarray(payee, dtype=np.int64), shape)
+        kinds = np.broadcast_to(np.asarray(kind, dtype=np.int64), shape)
+        tx_ids = np.full(shape, -1, dtype=np.int64)
+        status = np.full(shape, int(Status.REJECTED), dtype=np.int64)
+        rows = np.arange(self.num_instances)
+        capacity = self.config.queue_capacity
+        for k in range(shape[1]):
+            value, source, target, kind_code = (
+                amount_array[:, k],
+                payers[:, k],
+                payees[:, k],
+                kinds[:, k],
+            )
+            valid = np.isfinite(value) & (value >= 0.0)
+            valid &= (source >= 0) & (source < self.num_accounts)
+            valid &= (target >= 0) & (target < self.num_accounts)
+            from_mint = source == self.mint
+            valid &= (kind_code == int(Kind.MINT)) == from_mint
+            safe_source = np.where(valid, source, 0)
+            covered = self.balances[rows, safe_source] + FUNDS_TOLERANCE >= value
+            slot = self._write % capacity
+            free = ~self.queue_active[rows, slot]
+            accepted = valid & (covered | from_mint) & free
+            if not accepted.any():
+                continue
+            b, s = rows[accepted], slot[accepted]
+            self.balances[b, source[accepted]] -= value[accepted]
+            self.minted[b] += np.where(from_mint[accepted], value[accepted], 0.0)
+            self.queue_active[b, s] = True
+            self.queue_payer[b, s] = source[accepted]
+            self.queue_payee[b, s] = target[accepted]
+            self.queue_amount[b, s] = value[accepted]
+            self.queue_kind[b, s] = kind_code[accepted]
+            self.queue_round[b, s] = self.round
+            self.queue_id[b, s] = self.next_id[accepted]
+            self.queue_block[b, s] = -1
+            self.queue_attached[b, s] = False
+            tx_ids[accepted, k] = self.next_id[accepted]
+            status[accepted, k] = int(Status.PENDING)
+            self.next_id[accepted] += 1
+            self._write[accepted] += 1
+        return Submission(tx_ids=tx_ids, status=status)
+
+    def end_round(self) -> Settlement:
+        """Confirm what the mode confirms at the end of this round, credit it, and advance."""
+        mode = self.config.mode
+        if mode == "instant":
+            confirmed = self.queue_active.copy()
+        elif mode == "chain":
+            confirmed = self._chain_confirmations()
+        else:
+            confirmed = self._tangle_confirmations()
+
+        amount = np.where(confirmed, self.queue_amount, 0.0)
+        received = np.zeros((self.num_instances, self.num_accounts))
+        rows = np.repeat(np.arange(self.num_instances)[:, None], confirmed.shape[1], axis=1)
+        np.add.at(received, (rows[confirmed], self.queue_payee[confirmed]), amount[confirmed])
+        self.balances += received
+        self.last_received = received
+        self.total_received += received
+        settlement = Settlement(
+            confirmed=confirmed,
+            payer=self.queue_payer.copy(),
+            payee=self.queue_payee.copy(),
+            amount=amount,
+            kind=self.queue_kind.copy(),
+            tx_id=self.queue_id.copy(),
+            received=received,
+        )
+        if self.audit_logs:
+            self._log(settlement)
+        self.queue_active &= ~confirmed
+        self.round += 1
+        return settlement
+
+    # ----------------------------------------------------------------------------------------
+    # Views.
+
+    def public_view(self, loans: Any = None) -> dict[str, np.ndarray]:
+        """Return what every agent may observe of the ledger, per instance.
+
+        Confirmed transfers and pending transactions are public, as on a real chain; the
+        balances are the accounts' private state and are left out. Markets add their posted
+        prices and demands to this view.
+
+        Args:
+            loans: A :class:`~ledgerzoo.ledger.contracts.LoanBook` whose defaults to include.
+
+        Returns:
+            ``round`` and ``height`` (B,); ``received_last_round``, ``received_total``,
+            ``pending_outgoing``, ``pending_incoming`` (B, A), coins; and, with ``loans``,
+            ``defaults`` (B, A), the number of defaults of each account as borrower.
+        """
+        view = {
+            "round": np.full(self.num_instances, self.round),
+            "height": self.height.copy(),
+            "received_last_round": self.last_received.copy(),
+            "received_total": self.total_received.copy(),
+            "pending_outgoing": self.pending_outgoing(),
+            "pending_incoming": self.pending_incoming(),
+        }
+        if loans is not None:
+            view["defaults"] = loans.defaults.copy()
+        return view
+
+    def in_flight(self) -> np.ndarray:
+        """Coins debited but not yet credited, per instance, (B,)."""
+        return np.where(self.queue_active, self.queue_amount, 0.0).sum(axis=1)
+
+    def pending_outgoing(self) -> np.ndarray:
+        """Coins each account has submitted that are not yet confirmed, (B, A)."""
+        return self._pending_by(self.queue_payer)
+
+    def pending_incoming(self) -> np.ndarray:
+        """Coins on their way to each account, not yet confirmed, (B, A)."""
+        return self._pending_by(self.queue_payee)
+
+    def pending_count(self) -> np.ndarray:
+        """Transactions waiting per instance, (B,)."""
+        return self.queue_active.sum(axis=1)
+
+    def conservation_error(self) -> np.ndarray:
+        """|sum of balances + in flight - starting total|, per instance; 0 up to rounding.
+
+        The mint account's balance is minus the value minted, so minting keeps the sum.
+        """
+        return np.abs(self.balances.sum(axis=1) + self.in_flight() - self.initial_total)
+
+    def records(self, instance: int, slots: np.ndarray) -> list[TransactionRecord]:
+        """Build the records of given queue slots of one instance, in id order."""
+        order = np.argsort(self.queue_id[instance, slots], kind="stable")
+        return [
+            TransactionRecord(
+                tx_id=int(self.queue_id[instance, s]),
+                payer=int(self.queue_payer[instance, s]),
+                payee=int(self.queue_payee[instance, s]),
+                amount=float(self.queue_amount[instance, s]),
+                kind=Kind(int(self.queue_kind[instance, s])),
+                round_submitted=int(self.queue_round[instance, s]),
+            )
+            for s in np.asarray(slots)[order]
+        ]
+
+    # ----------------------------------------------------------------------------------------
+
+    def _pending_by(self, accounts: np.ndarray) -> np.ndarray:
+        totals = np.zeros((self.num_instances, self.num_accounts))
+        rows = np.repeat(np.arange(self.num_instances)[:, None], accounts.shape[1], axis=1)
+        active = self.queue_active
+        np.add.at(totals, (rows[active], accounts[active]), self.queue_amount[active])
+        return totals
+
+    def _chain_confirmations(self) -> np.ndarray:
+        config = self.config
+        if (self.round + 1) % config.block_interval == 0:
+            # A block takes the oldest unblocked transactions, at most block_capacity of them.
+            waiting = self.queue_active & (self.queue_block < 0)
+            order_key = np.where(waiting, self.queue_id, np.iinfo(np.int64).max)
+            rank = np.argsort(np.argsort(order_key, axis=1, kind="stable"), axis=1)
+            chosen = waiting & (rank < config.block_capacity)
+            self.queue_block = np.where(chosen, self.height[:, None], self.queue_block)
+            self.height += 1
+        blocked = self.queue_active & (self.queue_block >= 0)
+        depth = self.height[:, None] - 1 - self.queue_block
+        return blocked & (depth >= config.confirmations)
+
+    def _tangle_confirmations(self) -> np.ndarray:
+        confirmed = np.zeros_like(self.queue_active)
+        fresh = self.queue_active & ~self.queue_attached
+        for b, tangle in enumerate(self.tangles):
+            slots = np.flatnonzero(fresh[b])
+            ids = self.queue_id[b, slots]
+            tangle.attach([int(i) for i in np.sort(ids)], self.round)
+            self.queue_attached[b, slots] = True
+            done = set(tangle.end_round(self.round))
+            if done:
+                active = np.flatnonzero(self.queue_active[b])
+                hits = [s for s in active if int(self.queue_id[b, s]) in done]
+                confirmed[b, hits] = True
+        return confirmed
+
+    def _log(self, settlement: Settlement) -> None:
+        for b, log in enumerate(self.audit_logs):
+            slots = np.flatnonzero(settlement.confirmed[b])
+            log.append_block(self.round, self.records(b, slots))
