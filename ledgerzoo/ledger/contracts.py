@@ -110,10 +110,10 @@ class LoanBook:
         repayment = self.principal * (1.0 + self.rate)
         repaid = np.zeros_like(due)
         defaulted = np.zeros_like(due)
-        for column in range(due.shape[1]):
+        # One submission per loan slot that has a due loan in some instance, so that a
+        # borrower's repayments are checked one after the other against its balance.
+        for column in np.flatnonzero(due.any(axis=0)):
             rows = due[:, column]
-            if not rows.any():
-                continue
             amount = np.where(rows, repayment[:, column], 0.0)
             submission = self.ledger.submit(
                 self.borrower[:, column : column + 1],
