@@ -10,8 +10,8 @@ the payee only when it confirms. When that happens depends on the mode:
   unblocked transactions, at most ``block_capacity`` of them, and a transaction confirms once
   ``confirmations`` further blocks follow its block (0: in its own block).
 - ``tangle``: each transaction approves two earlier ones chosen by a weighted random walk and
-  confirms by cumulative weight or by a coordinator milestone
-  (:mod:`ledgerzoo.ledger.tangle`; one DAG per instance, walked transaction by transaction).
+  confirms by cumulative weight or by a coordinator milestone. Each instance keeps its own
+  DAG (:mod:`ledgerzoo.ledger.tangle`), walked transaction by transaction.
 
 Balances are (B, A) arrays over the agents' accounts followed by the system accounts
 ``escrow``, ``clearing`` and ``mint``. Only MINT transactions, paid by the mint account,
@@ -263,10 +263,10 @@ class Ledger:
         """Submit K transactions per instance; each is accepted (debited, queued) or rejected.
 
         Transactions of one instance are taken in order k = 0..K-1, so a later one is
-        checked against the balance the earlier ones left. A transaction is rejected, and changes nothing, when its
-        amount is negative or not finite, an account index is out of range, the payer's
-        spendable balance does not cover it (the mint account covers anything, and only it
-        may pay MINT transactions), or the instance's queue is full.
+        checked against the balance the earlier ones left. A transaction is rejected, and
+        changes nothing, when its amount is negative or not finite, an account index is out of
+        range, the payer's spendable balance does not cover it, or the instance's queue is
+        full. The mint account covers any amount, and only it may pay MINT transactions.
 
         Args:
             payer: Paying account indices, broadcastable to (B, K).

@@ -114,7 +114,7 @@ def train(
     Raises:
         ImportError: If the train extra is missing (the message names the pip command).
         FileExistsError: If ``run_dir`` already contains a run and ``resume`` is False.
-        FileNotFoundError: If ``resume`` is True and ``run_dir`` holds no run.
+        FileNotFoundError: If ``resume`` is True and ``run_dir`` contains no run.
         ValueError: If the config asks for something training does not support.
     """
     require("stable_baselines3", "training")
@@ -285,12 +285,12 @@ def evaluate_run(
 
 
 def _model_path(directory: Path, role: str, single: bool) -> Path:
-    """model.zip for a one-role run, model_<role>.zip for each role of a role-based run."""
+    """Return model.zip for a one-role run, model_<role>.zip for each role of a role-based run."""
     return directory / ("model.zip" if single else f"model_{role}.zip")
 
 
 def _frozen_policy(models: dict[str, Any], role: str) -> Any:
-    """A role's current model as a frozen policy on batched observations (mean actions)."""
+    """Wrap a role's current model as a frozen policy on batched observations (mean actions)."""
 
     def act(observations: np.ndarray) -> np.ndarray:
         batch, count = observations.shape[:2]
@@ -302,7 +302,7 @@ def _frozen_policy(models: dict[str, Any], role: str) -> Any:
 
 
 def _resume_models(directory: Path, roles: list[str]) -> dict[str, Path]:
-    """The model each role resumes from: the run's final model or newest checkpoint."""
+    """Find the model each role resumes from: the run's final model or newest checkpoint."""
     if len(roles) == 1:
         point = resume_point(directory)
         return {} if point is None else {roles[0]: point}
