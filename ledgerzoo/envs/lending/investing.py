@@ -1,7 +1,7 @@
 """Stackelberg equilibrium of the lending market with one borrower and N investing lenders.
 
 The borrower leads: it sets interest rates, one for all lenders (uniform pricing) or one per
-lender (differentiated pricing), and the lenders answer with investments. The utilities are in
+lender (differentiated pricing), and the lenders respond with investments. The utilities are in
 :mod:`ledgerzoo.envs.lending.model` (investor_utilities, raise_borrower_utility).
 
 Stage II (lenders, a Nash game). With beta_i = sum_{j != i} x_j, LU_i is concave in x_i for
@@ -551,10 +551,10 @@ def _uniform_search(game: OneToManyGame) -> tuple[np.ndarray, np.ndarray]:
 def _differentiated_search(game: OneToManyGame, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Maximize BU over one rate per lender: kink-aware coordinate ascent from several starts.
 
-    Every start of every instance is searched at once, as rows of one batch: for each lender in
-    turn, a grid over its rate interval plus its kink rate is evaluated, the best point is
-    refined by golden section within its grid bracket (or kept, at a kink), and sweeps repeat
-    until no rate improves BU.
+    Every start of every instance is searched at once, as rows of one batch. For each lender in
+    turn, a grid over its rate interval plus its kink rate is evaluated, and the best point is
+    refined by golden section within its grid bracket (or kept, at a kink). Sweeps repeat until
+    no rate improves BU.
     """
     batch, n = game.batch_size, game.n_lenders
     uniform_rates, _ = _uniform_search(game)
@@ -633,7 +633,7 @@ def _coordinate_step(
 def _psi_ascent(
     game: OneToManyGame, *, step: float = 1e-3, tol: float = 1e-10, max_iterations: int = 5_000
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The source's gradient ascent on the rates with dx_i/dr_i = psi_i and dx_i/dr_j = 0.
+    """Run the source's gradient ascent on the rates, with dx_i/dr_i = psi_i and dx_i/dr_j = 0.
 
     Each lender's rate moves by ``step`` times its psi gradient, halved while BU does not rise,
     projected onto [r_min,i, r_max]; it stops when no halving raises BU or the step is below

@@ -329,7 +329,7 @@ class OneToOneMarket(BatchedMarket):
         """Add the episode's equilibrium and each agent's best-response utility to the infos.
 
         A lender's best response is taken against the others' actual offers, with the borrower
-        answering the deviating lender by its own best response (for a learned borrower too);
+        responding to the deviating lender with its own best response (for a learned borrower too);
         keeping the actual rate, with its actual outcome, is always one of the options.
         """
         solution = self.equilibrium
@@ -338,7 +338,7 @@ class OneToOneMarket(BatchedMarket):
         others = borrower_all.sum(axis=1, keepdims=True) - borrower_all
         best_prices, best_utilities = equilibrium.best_response(others, self.game)
         # Keeping the own action is one of the options, with its actual outcome. A learned
-        # borrower can make that outcome better than any deviation answered by its best response.
+        # borrower can make that outcome better than any deviation it responds to with its best response.
         actual = result["lender_utilities"]
         keep = actual > best_utilities
         best_prices = np.where(keep, 1.0 / rates, best_prices)
@@ -431,7 +431,7 @@ class OneToOneMarket(BatchedMarket):
                 loans, loan_total, out=np.zeros_like(loans), where=loan_total > 0.0
             )
             # u_i = r_min,i sum_{j != i} x_j / d_i: equals r_min,i beta_i when the borrower
-            # answers with its best response, which is what a best response needs.
+            # responds with its best response, which is what a best response needs.
             obs[..., LENDER_INDEX["competition_index"]] = (
                 game.min_rate * (loan_total - loans) / game.willingness
             )
@@ -474,7 +474,7 @@ class OneToOneMarket(BatchedMarket):
 
         A lender answers last round's public data with the closed-form best response (slack
         loan bounds assumed). In round 0, with no history, it posts the rate of the symmetric
-        equilibrium r_min,i (2N - 1) / (N - 1) (r_max when N = 1). The borrower answers the
+        equilibrium r_min,i (2N - 1) / (N - 1) (r_max when N = 1). The borrower responds to the
         posted rates with x_i = d_i / r_i, clipped to its loan bounds. Only the roles present
         in ``observations`` get actions.
         """
@@ -567,7 +567,7 @@ class LendingOneToOneEnv(MarketParallelEnv):
     most. This is the loan-pricing Stackelberg game of W. Chen's InPlus Lab (Sun Yat-sen
     University); its utilities are in :mod:`ledgerzoo.envs.lending.model` and docs/lending.md.
 
-    With ``followers="analytic"`` (default) the borrower answers with its closed-form best
+    With ``followers="analytic"`` (default) the borrower responds with its closed-form best
     response x_i = d_i / r_i inside the step, so one step is one round and the agents are
     lender_0..lender_{N-1}. With ``followers="learned"`` the borrower is the agent borrower_0
     and a round is two steps: in the leaders' step (phase 0) only the lenders' actions take
