@@ -65,44 +65,59 @@ class LoanBook:
         self.lost_amount = np.zeros((ledger.num_instances, ledger.num_accounts))
 
     def open(self, lender: Any, borrower: Any, principal: Any, rate: Any, term: int) -> np.ndarray:
-        """Open one loan per instance where ``principal`` > 0; returns each loan's slot or -1.
+        """Open up to K loans per instance, one for each entry whose ``principal`` is above 0.
 
-        The principal moves lender -> borrower as a LOAN_PRINCIPAL transaction; a loan whose
-        principal the ledger rejects (for example, the lender's budget is short) is not opened.
+        Each principal moves lender -> borrower as a LOAN_PRINCIPAL transaction, in order
+        k = 0..K-1. A loan is not opened when the ledger rejects its principal (for example,
+        the lender's balance is short) or when every slot of the book contains an active loan.
+        Slots of repaid and defaulted loans are reused.
 
         Args:
-            lender, borrower: Account indices, (B,).
-            principal: Coins, (B,); 0 opens nothing.
-            rate: Interest rate per term, (B,).
+            lender, borrower: Account indices, broadcastable to (B, K); (B,) means K = 1.
+            principal: Coins, broadcastable to (B, K); 0 opens nothing.
+            rate: Interest rate per term, broadcastable to (B, K).
             term: Rounds until maturity (>= 1).
+
+        Returns:
+            Each loan's slot, or -1 where none was opened; (B, K), or (B,) for (B,) inputs.
         """
         if term < 1:
             raise ValueError(f"loan term must be at least 1 round, got {term}")
         batch = self.ledger.num_instances
-        lender = np.broadcast_to(np.asarray(lender, dtype=np.int64), (batch,))
-        borrower = np.broadcast_to(np.asarray(borrower, dtype=np.int64), (batch,))
-        principal = np.broadcast_to(np.asarray(principal, dtype=np.float64), (batch,))
-        rate = np.broadcast_to(np.asarray(rate, dtype=np.float64), (batch,))
-        free = self.status == 0
-        has_room = free.any(axis=1)
-        slot = np.argmax(free, axis=1)
-        requested = (principal > 0.0) & has_room
-        submission = self.ledger.submit(
-            lender[:, None],
-            borrower[:, None],
-            np.where(requested, principal, 0.0)[:, None],
-            Kind.LOAN_PRINCIPAL,
+        one_column = all(np.ndim(value) <= 1 for value in (lender, borrower, principal, rate))
+        lender_array = _as_columns(lender, np.int64, batch)
+        borrower_array = _as_columns(borrower, np.int64, batch)
+        principal_array = _as_columns(principal, np.float64, batch)
+        rate_array = _as_columns(rate, np.float64, batch)
+        shape = np.broadcast_shapes(
+            lender_array.shape, borrower_array.shape, principal_array.shape, rate_array.shape
         )
-        opened = requested & submission.accepted[:, 0]
-        rows = np.flatnonzero(opened)
-        s = slot[rows]
+        lender_array, borrower_array, principal_array, rate_array = (
+            np.broadcast_to(value, shape)
+            for value in (lender_array, borrower_array, principal_array, rate_array)
+        )
+
+        # The j-th requested loan of an instance takes its j-th free slot.
+        free = self.status != LOAN_ACTIVE
+        requested = principal_array > 0.0
+        request_rank = np.cumsum(requested, axis=1) - 1
+        requested &= request_rank < free.sum(axis=1, keepdims=True)
+        free_slots = np.argsort(~free, axis=1, kind="stable")
+        slot = np.take_along_axis(free_slots, np.clip(request_rank, 0, free.shape[1] - 1), axis=1)
+        submission = self.ledger.submit(
+            lender_array, borrower_array, principal_array, Kind.LOAN_PRINCIPAL, where=requested
+        )
+        opened = requested & submission.accepted
+        rows, columns = np.nonzero(opened)
+        s = slot[rows, columns]
         self.status[rows, s] = LOAN_ACTIVE
-        self.lender[rows, s] = lender[rows]
-        self.borrower[rows, s] = borrower[rows]
-        self.principal[rows, s] = principal[rows]
-        self.rate[rows, s] = rate[rows]
+        self.lender[rows, s] = lender_array[rows, columns]
+        self.borrower[rows, s] = borrower_array[rows, columns]
+        self.principal[rows, s] = principal_array[rows, columns]
+        self.rate[rows, s] = rate_array[rows, columns]
         self.maturity[rows, s] = self.ledger.round + term
-        return np.where(opened, slot, -1)
+        slots = np.where(opened, slot, -1)
+        return slots[:, 0] if one_column else slots
 
     def settle_due(self) -> LoanEvents:
         """Repay or default every active loan that matures in the ledger's current round."""
@@ -110,30 +125,27 @@ class LoanBook:
         repayment = self.principal * (1.0 + self.rate)
         repaid = np.zeros_like(due)
         defaulted = np.zeros_like(due)
-        # One submission per loan slot that has a due loan in some instance, so that a
-        # borrower's repayments are checked one after the other against its balance.
-        for column in np.flatnonzero(due.any(axis=0)):
-            rows = due[:, column]
-            amount = np.where(rows, repayment[:, column], 0.0)
+        # Only the slots with a due loan in some instance are submitted, in slot order, so that
+        # a borrower's repayments are checked one after the other against its balance.
+        columns = np.flatnonzero(due.any(axis=0))
+        if columns.size:
+            rows = due[:, columns]
             submission = self.ledger.submit(
-                self.borrower[:, column : column + 1],
-                self.lender[:, column : column + 1],
-                amount[:, None],
+                self.borrower[:, columns],
+                self.lender[:, columns],
+                repayment[:, columns],
                 Kind.REPAYMENT,
+                where=rows,
             )
-            paid = rows & submission.accepted[:, 0]
-            failed = rows & ~paid
-            repaid[:, column] = paid
-            defaulted[:, column] = failed
-        batch_rows = np.repeat(np.arange(due.shape[0])[:, None], due.shape[1], axis=1)
-        rows, borrowers, lenders = (
-            batch_rows[defaulted],
-            self.borrower[defaulted],
-            self.lender[defaulted],
-        )
-        np.add.at(self.defaults, (rows, borrowers), 1)
-        np.add.at(self.defaulted_amount, (rows, borrowers), repayment[defaulted])
-        np.add.at(self.lost_amount, (rows, lenders), repayment[defaulted])
+            repaid[:, columns] = rows & submission.accepted
+            # NOTE: a repayment that the ledger rejects because the instance's queue is full
+            # also counts as a default; markets size the queue so that it does not fill.
+            defaulted[:, columns] = rows & ~submission.accepted
+        if defaulted.any():
+            unpaid = np.where(defaulted, repayment, 0.0)
+            self.defaults += self.ledger.sum_by_account(self.borrower, defaulted).astype(np.int64)
+            self.defaulted_amount += self.ledger.sum_by_account(self.borrower, unpaid)
+            self.lost_amount += self.ledger.sum_by_account(self.lender, unpaid)
         self.status = np.where(repaid, LOAN_REPAID, self.status)
         self.status = np.where(defaulted, LOAN_DEFAULTED, self.status)
         return LoanEvents(
@@ -142,11 +154,23 @@ class LoanBook:
 
     def outstanding(self) -> np.ndarray:
         """Principal of active loans owed by each account, (B, A)."""
-        totals = np.zeros_like(self.defaulted_amount)
-        active = self.status == LOAN_ACTIVE
-        rows = np.repeat(np.arange(active.shape[0])[:, None], active.shape[1], axis=1)
-        np.add.at(totals, (rows[active], self.borrower[active]), self.principal[active])
-        return totals
+        return self.ledger.sum_by_account(
+            self.borrower, np.where(self.status == LOAN_ACTIVE, self.principal, 0.0)
+        )
+
+    def outstanding_lent(self) -> np.ndarray:
+        """Principal of active loans lent by each account, (B, A)."""
+        return self.ledger.sum_by_account(
+            self.lender, np.where(self.status == LOAN_ACTIVE, self.principal, 0.0)
+        )
+
+
+def _as_columns(value: Any, dtype: Any, batch: int) -> np.ndarray:
+    """Turn a number or a (B,) array into one column (B, 1); leave (B, K) arrays as they are."""
+    array = np.asarray(value, dtype=dtype)
+    if array.ndim <= 1:
+        array = np.broadcast_to(array, (batch,))[:, None]
+    return array
 
 
 class Escrow:
@@ -210,8 +234,9 @@ class Escrow:
         submission = self.ledger.submit(
             self.ledger.escrow,
             target[:, None],
-            np.where(valid, self.amount[rows, safe], np.nan)[:, None],
+            self.amount[rows, safe][:, None],
             Kind.ESCROW_RELEASE if release else Kind.ESCROW_REFUND,
+            where=valid[:, None],
         )
         paid = valid & submission.accepted[:, 0]
         done = ESCROW_RELEASED if release else ESCROW_REFUNDED
@@ -284,5 +309,7 @@ def pay_credits(
     relays = np.atleast_2d(np.asarray(relays, dtype=np.int64))
     payouts = credit_payouts(np.broadcast_to(reported, relays.shape), alpha, beta)
     payouts = np.where(np.asarray(charged, dtype=bool)[:, None], payouts, 0.0)
-    submission = ledger.submit(ledger.clearing, relays, payouts, Kind.CREDIT_PAYOUT)
+    submission = ledger.submit(
+        ledger.clearing, relays, payouts, Kind.CREDIT_PAYOUT, where=payouts > 0.0
+    )
     return np.where(submission.accepted, payouts, 0.0)

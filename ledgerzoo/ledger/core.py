@@ -128,6 +128,8 @@ class Settlement:
         payer, payee, kind, tx_id: Those slots' fields, (B, Q) (meaningful where confirmed).
         amount: Those slots' amounts (coins), (B, Q), 0 where not confirmed.
         received: Coins credited to each account this round, (B, A).
+        paid: Coins of each account's transactions that confirmed this round, (B, A). They
+            were debited at submission, and confirmation credits them to the payees.
     """
 
     confirmed: np.ndarray
@@ -137,6 +139,7 @@ class Settlement:
     kind: np.ndarray
     tx_id: np.ndarray
     received: np.ndarray
+    paid: np.ndarray
 
 
 class Ledger:
@@ -259,7 +262,14 @@ class Ledger:
 
     # ----------------------------------------------------------------------------------------
 
-    def submit(self, payer: Any, payee: Any, amount: Any, kind: Any = Kind.PAYMENT) -> Submission:
+    def submit(
+        self,
+        payer: Any,
+        payee: Any,
+        amount: Any,
+        kind: Any = Kind.PAYMENT,
+        where: Any = True,
+    ) -> Submission:
         """Submit K transactions per instance; each is accepted (debited, queued) or rejected.
 
         Transactions of one instance are taken in order k = 0..K-1, so a later one is
@@ -273,6 +283,8 @@ class Ledger:
             payee: Receiving account indices, broadcastable to (B, K).
             amount: Coins, broadcastable to (B, K).
             kind: :class:`Kind` values, broadcastable to (B, K).
+            where: Which entries to submit, broadcastable to (B, K); the others are
+                SKIPPED: not checked, not queued, and given no id.
 
         Returns:
             Ids and statuses, (B, K).
@@ -290,46 +302,135 @@ class Ledger:
         payers = np.broadcast_to(np.asarray(payer, dtype=np.int64), shape)
         payees = np.broadcast_to(np.asarray(payee, dtype=np.int64), shape)
         kinds = np.broadcast_to(np.asarray(kind, dtype=np.int64), shape)
+        wanted = np.broadcast_to(np.asarray(where, dtype=bool), shape)
+        count = self.num_accounts
+        valid = wanted & np.isfinite(amount_array) & (amount_array >= 0.0)
+        valid &= (payers >= 0) & (payers < count) & (payees >= 0) & (payees < count)
+        from_mint = payers == self.mint
+        valid &= (kinds == int(Kind.MINT)) == from_mint
+        status = np.where(wanted, int(Status.REJECTED), int(Status.SKIPPED)).astype(np.int64)
         tx_ids = np.full(shape, -1, dtype=np.int64)
-        status = np.full(shape, int(Status.REJECTED), dtype=np.int64)
+        if valid.any():
+            batch = (payers, payees, amount_array, kinds, valid, from_mint)
+            if not self._submit_together(*batch, tx_ids, status):
+                self._submit_in_order(*batch, tx_ids, status)
+        return Submission(tx_ids=tx_ids, status=status)
+
+    def _submit_together(
+        self,
+        payers: np.ndarray,
+        payees: np.ndarray,
+        amounts: np.ndarray,
+        kinds: np.ndarray,
+        valid: np.ndarray,
+        from_mint: np.ndarray,
+        tx_ids: np.ndarray,
+        status: np.ndarray,
+    ) -> bool:
+        """Accept K transactions per instance in one pass, where order cannot change the result.
+
+        That is the case when no account, the mint included, pays twice in one instance (so
+        every balance changes by one subtraction, as in order) and the K queue slots from the
+        write position are free. Returns False, and changes nothing, when it is not; then
+        :meth:`_submit_in_order` applies.
+        """
+        batch, width = payers.shape
+        capacity = self.config.queue_capacity
+        if width > capacity:
+            return False
+        rows = np.arange(batch)[:, None]
+        if width > 1:
+            # Invalid entries get distinct negative labels, so they never collide.
+            labels = np.where(valid, payers, -1 - np.arange(width)[None, :])
+            ordered = np.sort(labels, axis=1)
+            if np.any(ordered[:, 1:] == ordered[:, :-1]):
+                return False
+        slots = (self._write[:, None] + np.arange(width)[None, :]) % capacity
+        if self.queue_active[rows, slots].any():
+            return False
+
+        safe_payers = np.where(valid, payers, 0)
+        covered = self.balances[rows, safe_payers] + FUNDS_TOLERANCE >= amounts
+        accepted = valid & (covered | from_mint)
+        rank = np.cumsum(accepted, axis=1) - 1
+        b, k = np.nonzero(accepted)
+        s = slots[b, rank[b, k]]
+        value = amounts[b, k]
+        self.balances -= self.sum_by_account(safe_payers, np.where(accepted, amounts, 0.0))
+        self.minted += np.where(accepted & from_mint, amounts, 0.0).sum(axis=1)
+        ids = self.next_id[b] + rank[b, k]
+        self._enqueue(b, s, payers[b, k], payees[b, k], value, kinds[b, k], ids)
+        tx_ids[b, k] = ids
+        status[b, k] = int(Status.PENDING)
+        accepted_count = accepted.sum(axis=1)
+        self.next_id += accepted_count
+        self._write += accepted_count
+        return True
+
+    def _submit_in_order(
+        self,
+        payers: np.ndarray,
+        payees: np.ndarray,
+        amounts: np.ndarray,
+        kinds: np.ndarray,
+        valid: np.ndarray,
+        from_mint: np.ndarray,
+        tx_ids: np.ndarray,
+        status: np.ndarray,
+    ) -> None:
+        """Accept transactions k = 0..K-1 one after the other, each against the balance and the
+        queue that the earlier ones left."""
         rows = np.arange(self.num_instances)
         capacity = self.config.queue_capacity
-        for k in range(shape[1]):
-            value, source, target, kind_code = (
-                amount_array[:, k],
-                payers[:, k],
-                payees[:, k],
-                kinds[:, k],
-            )
-            valid = np.isfinite(value) & (value >= 0.0)
-            valid &= (source >= 0) & (source < self.num_accounts)
-            valid &= (target >= 0) & (target < self.num_accounts)
-            from_mint = source == self.mint
-            valid &= (kind_code == int(Kind.MINT)) == from_mint
-            safe_source = np.where(valid, source, 0)
+        for k in range(payers.shape[1]):
+            if not valid[:, k].any():
+                continue
+            value, source = amounts[:, k], payers[:, k]
+            safe_source = np.where(valid[:, k], source, 0)
             covered = self.balances[rows, safe_source] + FUNDS_TOLERANCE >= value
             slot = self._write % capacity
             free = ~self.queue_active[rows, slot]
-            accepted = valid & (covered | from_mint) & free
+            accepted = valid[:, k] & (covered | from_mint[:, k]) & free
             if not accepted.any():
                 continue
             b, s = rows[accepted], slot[accepted]
             self.balances[b, source[accepted]] -= value[accepted]
-            self.minted[b] += np.where(from_mint[accepted], value[accepted], 0.0)
-            self.queue_active[b, s] = True
-            self.queue_payer[b, s] = source[accepted]
-            self.queue_payee[b, s] = target[accepted]
-            self.queue_amount[b, s] = value[accepted]
-            self.queue_kind[b, s] = kind_code[accepted]
-            self.queue_round[b, s] = self.round
-            self.queue_id[b, s] = self.next_id[accepted]
-            self.queue_block[b, s] = -1
-            self.queue_attached[b, s] = False
-            tx_ids[accepted, k] = self.next_id[accepted]
+            self.minted[b] += np.where(from_mint[accepted, k], value[accepted], 0.0)
+            ids = self.next_id[accepted]
+            self._enqueue(
+                b,
+                s,
+                source[accepted],
+                payees[accepted, k],
+                value[accepted],
+                kinds[accepted, k],
+                ids,
+            )
+            tx_ids[accepted, k] = ids
             status[accepted, k] = int(Status.PENDING)
             self.next_id[accepted] += 1
             self._write[accepted] += 1
-        return Submission(tx_ids=tx_ids, status=status)
+
+    def _enqueue(
+        self,
+        b: np.ndarray,
+        s: np.ndarray,
+        payers: np.ndarray,
+        payees: np.ndarray,
+        amounts: np.ndarray,
+        kinds: np.ndarray,
+        ids: np.ndarray,
+    ) -> None:
+        """Write accepted transactions into queue slots (b, s)."""
+        self.queue_active[b, s] = True
+        self.queue_payer[b, s] = payers
+        self.queue_payee[b, s] = payees
+        self.queue_amount[b, s] = amounts
+        self.queue_kind[b, s] = kinds
+        self.queue_round[b, s] = self.round
+        self.queue_id[b, s] = ids
+        self.queue_block[b, s] = -1
+        self.queue_attached[b, s] = False
 
     def end_round(self) -> Settlement:
         """Confirm what the mode confirms at the end of this round, credit it, and advance."""
@@ -342,9 +443,8 @@ class Ledger:
             confirmed = self._tangle_confirmations()
 
         amount = np.where(confirmed, self.queue_amount, 0.0)
-        received = np.zeros((self.num_instances, self.num_accounts))
-        rows = np.repeat(np.arange(self.num_instances)[:, None], confirmed.shape[1], axis=1)
-        np.add.at(received, (rows[confirmed], self.queue_payee[confirmed]), amount[confirmed])
+        received = self.sum_by_account(self.queue_payee, amount)
+        paid = self.sum_by_account(self.queue_payer, amount)
         self.balances += received
         self.last_received = received
         self.total_received += received
@@ -356,6 +456,7 @@ class Ledger:
             kind=self.queue_kind.copy(),
             tx_id=self.queue_id.copy(),
             received=received,
+            paid=paid,
         )
         if self.audit_logs:
             self._log(settlement)
@@ -434,11 +535,16 @@ class Ledger:
     # ----------------------------------------------------------------------------------------
 
     def _pending_by(self, accounts: np.ndarray) -> np.ndarray:
-        totals = np.zeros((self.num_instances, self.num_accounts))
-        rows = np.repeat(np.arange(self.num_instances)[:, None], accounts.shape[1], axis=1)
-        active = self.queue_active
-        np.add.at(totals, (rows[active], accounts[active]), self.queue_amount[active])
-        return totals
+        return self.sum_by_account(accounts, np.where(self.queue_active, self.queue_amount, 0.0))
+
+    def sum_by_account(self, accounts: np.ndarray, amounts: np.ndarray) -> np.ndarray:
+        """Sum (B, K) amounts into the (B, A) accounts that ``accounts`` names for each entry."""
+        amounts = np.asarray(amounts, dtype=np.float64)
+        flat = accounts + self.num_accounts * np.arange(self.num_instances)[:, None]
+        totals = np.bincount(
+            flat.ravel(), weights=amounts.ravel(), minlength=self.num_instances * self.num_accounts
+        )
+        return totals.reshape(self.num_instances, self.num_accounts)
 
     def _chain_confirmations(self) -> np.ndarray:
         config = self.config

@@ -28,6 +28,7 @@ class Status(IntEnum):
     PENDING = 0  # debited from the payer, not yet credited to the payee
     CONFIRMED = 1  # credited to the payee
     REJECTED = 2  # never debited: invalid, insufficient funds, or the queue was full
+    SKIPPED = 3  # not submitted: masked out by the caller's ``where``
 
 
 @dataclass(frozen=True)

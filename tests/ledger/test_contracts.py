@@ -171,3 +171,30 @@ def test_public_view_hides_balances() -> None:
     assert view["received_total"][0, 1] == 50.0, view["received_total"]
     assert view["pending_outgoing"][0, 1] == pytest.approx(55.0), view["pending_outgoing"]
     assert view["defaults"][0].tolist() == [0, 0, 0, 0, 0], view["defaults"]
+
+
+def test_loan_book_opens_several_loans_per_instance() -> None:
+    ledger = Ledger(["a", "b", "borrower"], 2, "instant", initial_balances=[10.0, 10.0, 0.0])
+    loans = LoanBook(ledger, capacity=3)
+    slots = loans.open([[0, 1]], 2, [[4.0, 0.0], [20.0, 5.0]], [[0.1, 0.2]], term=1)
+
+    # Instance 1's first loan is above lender a's balance, so only its second one opens, in
+    # the slot that its place among the requested loans assigns it.
+    assert slots.tolist() == [[0, -1], [-1, 1]]
+    np.testing.assert_allclose(loans.outstanding()[:, 2], [4.0, 5.0])
+    np.testing.assert_allclose(loans.outstanding_lent()[:, :2], [[4.0, 0.0], [0.0, 5.0]])
+
+
+def test_loan_book_reuses_closed_slots() -> None:
+    ledger = Ledger(["lender", "borrower"], 1, "instant", initial_balances=[100.0, 50.0])
+    loans = LoanBook(ledger, capacity=1)
+    for round_index in range(4):
+        events = loans.settle_due()
+        slot = loans.open(0, 1, 10.0, 0.1, term=1)
+        ledger.end_round()
+        assert slot[0] == 0, f"no free slot in round {round_index}"
+        if round_index:
+            assert events.repaid[0, 0], events
+
+    # A full book opens nothing.
+    assert loans.open(0, 1, 10.0, 0.1, term=1)[0] == -1

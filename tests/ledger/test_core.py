@@ -230,3 +230,72 @@ def test_audit_log_replays_balances(mode: str) -> None:
     log.verify()
     np.testing.assert_allclose(log.replay(), ledger.balances[0] + 0.0, atol=1e-12)
     assert ledger.pending_count()[0] == 0, ledger.pending_count()
+
+
+def test_masked_entries_are_skipped() -> None:
+    ledger = Ledger(AGENTS, 2, "instant", initial_balances=10.0)
+    submission = ledger.submit(0, 1, [[1.0, 2.0], [3.0, 4.0]], where=[[True, False], [False, True]])
+
+    assert submission.status.tolist() == [
+        [Status.PENDING, Status.SKIPPED],
+        [Status.SKIPPED, Status.PENDING],
+    ]
+    assert submission.tx_ids[0, 1] == -1
+    assert ledger.pending_count().tolist() == [1, 1]
+    np.testing.assert_allclose(ledger.balances[:, 0], [9.0, 6.0])
+
+
+def test_settlement_reports_paid_and_received() -> None:
+    ledger = Ledger(AGENTS, 1, CHAIN, initial_balances=10.0)
+    ledger.submit([[0, 1]], [[1, 2]], [[4.0, 1.5]])
+
+    paid_rounds = []
+    for _ in range(4):
+        settlement = ledger.end_round()
+        paid_rounds.append(settlement.paid[0, :3].tolist())
+        if settlement.confirmed.any():
+            np.testing.assert_allclose(settlement.received[0, :3], [0.0, 4.0, 1.5])
+
+    # Both confirm together, one block after the block formed at the end of round 1.
+    assert paid_rounds == [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [4.0, 1.5, 0.0]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rounds=st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(-1, len(AGENTS) + 3),  # payer, -1 and past the end are invalid
+                st.integers(0, len(AGENTS) - 1),
+                st.floats(-1.0, 8.0, allow_nan=False),
+                st.booleans(),  # where
+            ),
+            min_size=1,
+            max_size=4,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    queue=st.integers(2, 6),
+)
+def test_vectorized_submit_matches_in_order(rounds: list, queue: int) -> None:
+    fast = Ledger(AGENTS, 2, {"mode": "chain", "queue_capacity": queue}, initial_balances=5.0)
+    slow = Ledger(AGENTS, 2, {"mode": "chain", "queue_capacity": queue}, initial_balances=5.0)
+    slow._submit_together = lambda *args: False  # type: ignore[method-assign]
+    mint = fast.mint
+    for entries in rounds:
+        payers = np.array([[p if p != len(AGENTS) + 3 else mint for p, *_ in entries]] * 2)
+        payers[1] = payers[1][::-1]
+        payees = np.array([[t for _, t, *_ in entries]] * 2)
+        amounts = np.array([[a for _, _, a, _ in entries]] * 2)
+        kinds = np.where(payers == mint, int(Kind.MINT), int(Kind.PAYMENT))
+        where = np.array([[w for *_, w in entries]] * 2)
+        a = fast.submit(payers, payees, amounts, kinds, where=where)
+        b = slow.submit(payers, payees, amounts, kinds, where=where)
+        np.testing.assert_array_equal(a.status, b.status)
+        np.testing.assert_array_equal(a.tx_ids, b.tx_ids)
+        np.testing.assert_array_equal(fast.balances, slow.balances)
+        np.testing.assert_array_equal(fast.queue_id, slow.queue_id)
+        fast.end_round()
+        slow.end_round()
+        np.testing.assert_array_equal(fast.balances, slow.balances)
