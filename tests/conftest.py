@@ -30,11 +30,24 @@ VARIANT_KWARGS: dict[str, tuple[Any, ...]] = {
 }
 
 
+# A market on a chain with the cold start, binding budgets, late income and cashflow rewards:
+# the settings under which the ledger changes the dynamics the most.
+LEDGER_VARIANT: dict[str, Any] = {
+    "ledger": {"mode": "chain", "block_interval": 2, "confirmations": 1},
+    "loan_term": 2,
+    "lender_budget": {"low": 20.0, "high": 60.0},
+    "data_price": 1.0,
+    "data_income": 3.0,
+    "reward_type": "cashflow",
+}
+
+
 def env_variants(name: str) -> list[dict[str, Any]]:
     """List the constructor kwargs of the variants of a registered env.
 
     The default variant comes first; then each keyword of ``VARIANT_KWARGS`` that the env's
-    ``raw_env`` accepts, alone; then every learned role together with ``reference=True``.
+    ``raw_env`` accepts, alone; then every learned role together with ``reference=True``; then,
+    for markets that settle on a ledger, ``LEDGER_VARIANT`` and the tangle ledger.
     """
     module = registry.spec(name).load()
     parameters = inspect.signature(module.raw_env).parameters
@@ -46,6 +59,9 @@ def env_variants(name: str) -> list[dict[str, Any]]:
         for keyword in ("followers", "leaders"):
             if keyword in parameters:
                 variants.append({keyword: "learned", "reference": True})
+    if "ledger" in parameters:
+        variants.append(dict(LEDGER_VARIANT))
+        variants.append({"ledger": "tangle"})
     return variants
 
 

@@ -266,12 +266,38 @@ def round_metrics(
         metrics["follower_response_gap"] = float(np.mean(responses))
     if keys.RAISE_FAILED in first:
         metrics["failure_rate"] = float(bool(first[keys.RAISE_FAILED]))
+    metrics.update(_ledger_metrics(infos))
     metrics.update(_nash_conv(infos, "nash_conv", "normalized_nash_conv"))
     roles = sorted({role_of(agent) for agent in infos})
     if len(roles) > 1:
         for role in roles:
             mine = {agent: info for agent, info in infos.items() if role_of(agent) == role}
             metrics.update(_nash_conv(mine, f"nash_conv/{role}", f"normalized_nash_conv/{role}"))
+    return metrics
+
+
+def _ledger_metrics(infos: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Settlement metrics of one round: cashflow per role, coins lent, and whether a loan
+    defaulted (nothing for a round whose infos carry no ledger entries)."""
+    if not any(keys.CASHFLOW in info for info in infos.values()):
+        return {}
+    metrics: dict[str, float] = {}
+    for agent, info in infos.items():
+        if keys.CASHFLOW in info:
+            name = f"cashflow/{role_of(agent)}"
+            metrics[name] = metrics.get(name, 0.0) + float(info[keys.CASHFLOW])
+    # The borrower's info contains the round's totals. With an analytic borrower only the
+    # lenders' infos exist, each with its own part.
+    borrowers = [info for info in infos.values() if keys.DEFAULTED in info]
+    if borrowers:
+        defaulted = float(borrowers[0][keys.DEFAULTED])
+        lent = float(borrowers[0][keys.BORROWED])
+    else:
+        defaulted = sum(float(info.get(keys.LOST_TO_DEFAULT, 0.0)) for info in infos.values())
+        lent = sum(float(info.get(keys.LENT, 0.0)) for info in infos.values())
+    metrics["lent"] = lent
+    metrics["defaulted"] = defaulted
+    metrics["default_rate"] = float(defaulted > 0.0)
     return metrics
 
 

@@ -22,6 +22,7 @@ import ledgerzoo
 from ledgerzoo import registry
 from ledgerzoo.envs.core.seeding import instance_seeds
 from ledgerzoo.envs.core.vector import RoleVecEnv
+from tests.conftest import LEDGER_VARIANT
 
 BATCH = 3
 MAX_CYCLES = 4
@@ -82,6 +83,8 @@ def vector_cases() -> list[Any]:
         for keyword in ("followers", "leaders"):
             if keyword in parameters:
                 variants.append({keyword: "learned"})
+                if "ledger" in parameters:
+                    variants.append({keyword: "learned", **LEDGER_VARIANT})
         for kwargs in variants:
             market = module.market_class(num_instances=1, **kwargs)
             for role in market.roles:

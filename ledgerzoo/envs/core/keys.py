@@ -37,3 +37,17 @@ INVESTMENTS = "investments"  # every lender's investment (coins), one entry per 
 RAISE_FAILED = "raise_failed"  # whether the borrower's raise failed (total at most X - 1)
 FOLLOWER_RESPONSE = "follower_response"  # a follower's action in the followers' equilibrium
 BEST_RESPONSE_INVESTMENT = "best_response_investment"  # investment attaining the best response
+
+# Settlement on the ledger (coins unless stated).
+LENT = "lent"  # principal a lender sent this round
+BORROWED = "borrowed"  # principal the borrower received this round (submitted, maybe pending)
+BUDGET = "budget"  # a lender's spendable balance when the round's loans were decided
+BALANCE = "balance"  # the agent's spendable balance after the round
+PENDING_INCOMING = "pending_incoming"  # coins on their way to the agent, not yet confirmed
+PENDING_OUTGOING = "pending_outgoing"  # coins the agent sent that are not yet confirmed
+CASHFLOW = "cashflow"  # coins received minus coins paid, as confirmed this round
+REPAID = "repaid"  # repayments submitted to a lender this round
+LOST_TO_DEFAULT = "lost_to_default"  # repayments a lender lost to defaults this round
+DEFAULTED = "defaulted"  # repayments the borrower failed to pay this round
+DEFAULTS = "defaults"  # the borrower's defaults so far this episode (a count, public)
+DATA_BOUGHT = "data_bought"  # whether the borrower bought this round's data

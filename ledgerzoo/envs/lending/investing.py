@@ -262,7 +262,10 @@ class OneToManyEquilibrium:
 
 
 def investor_best_response(
-    others_investment: np.ndarray, rates: np.ndarray, game: OneToManyGame
+    others_investment: np.ndarray,
+    rates: np.ndarray,
+    game: OneToManyGame,
+    budget: np.ndarray | None = None,
 ) -> np.ndarray:
     """Compute each lender's best-response investment to the others' total (closed form).
 
@@ -270,10 +273,19 @@ def investor_best_response(
         others_investment: beta_i = sum_{j != i} x_j (coins), (B, N).
         rates: r (B, N).
         game: The game.
+        budget: Coins each lender can lend at most, (B, N), or None (no limit). LU_i is
+            concave in x_i, so the best response under a budget is the free one capped by it.
 
     Returns:
-        x_i* in [0, x_max,i] (coins), (B, N).
+        x_i* in [0, min(x_max,i, budget_i)] (coins), (B, N).
     """
+    response = _unbounded_best_response(others_investment, rates, game)
+    return response if budget is None else np.minimum(response, budget)
+
+
+def _unbounded_best_response(
+    others_investment: np.ndarray, rates: np.ndarray, game: OneToManyGame
+) -> np.ndarray:
     x_max = game.max_investment
     reward = game.reward[:, None]
     scaled_reward = game.weight[:, None] * reward  # w R
@@ -293,12 +305,15 @@ def investor_equilibrium(
     *,
     tol: float = FOLLOWER_TOLERANCE,
     max_iterations: int = FOLLOWER_MAX_ITERATIONS,
+    budget: np.ndarray | None = None,
 ) -> InvestorEquilibrium:
     """Compute the lenders' Nash equilibrium for given rates by Jacobi best responses.
 
     Args:
         rates: r (B, N), inside each lender's rate interval.
         game: The game.
+        budget: Coins each lender can lend at most, (B, N), or None (no limit); each best
+            response is capped by it (see :func:`investor_best_response`).
         tol: Stop when the largest change of an investment relative to x_max falls below this.
         max_iterations: Iteration cap; instances beyond it have ``converged`` False.
 
@@ -306,11 +321,13 @@ def investor_equilibrium(
         The investments, iterations and convergence flags.
     """
     investments = START_INVESTMENT * game.max_investment
+    if budget is not None:
+        investments = np.minimum(investments, budget)
     iterations = np.zeros(game.batch_size, dtype=np.int64)
     converged = np.zeros(game.batch_size, dtype=bool)
     for iteration in range(1, max_iterations + 1):
         others = investments.sum(axis=1, keepdims=True) - investments
-        response = investor_best_response(others, rates, game)
+        response = investor_best_response(others, rates, game, budget)
         change = np.max(np.abs(response - investments) / game.max_investment, axis=1)
         # Damping after JACOBI_ITERATIONS breaks a two-cycle of simultaneous updates.
         step = 1.0 if iteration <= JACOBI_ITERATIONS else 0.5
@@ -326,18 +343,21 @@ def investor_equilibrium(
 
 
 def investor_best_response_utilities(
-    investments: np.ndarray, rates: np.ndarray, game: OneToManyGame
+    investments: np.ndarray,
+    rates: np.ndarray,
+    game: OneToManyGame,
+    budget: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Compute each lender's best response and its utility against the others' actual investments.
 
     Keeping the actual investment is one of the options, so the utility is never below the
-    actual one.
+    actual one. ``budget`` caps each best response (see :func:`investor_best_response`).
 
     Returns:
         Best-response investments (B, N) and their utilities (B, N), coins.
     """
     others = investments.sum(axis=1, keepdims=True) - investments
-    response = investor_best_response(others, rates, game)
+    response = investor_best_response(others, rates, game, budget)
     best = investor_utility_against_game(response, others, rates, game)
     actual = investor_utility_against_game(investments, others, rates, game)
     keep = actual > best

@@ -18,7 +18,7 @@ from ledgerzoo.envs.core.market import FOLLOWER_MODES, BatchedMarket, Role
 from ledgerzoo.envs.core.parallel import MarketParallelEnv
 from ledgerzoo.envs.core.params import ParamSpec, parse_param, positive_number
 from ledgerzoo.envs.core.spaces import box_from_table, index_of, to_space
-from ledgerzoo.envs.lending import investing
+from ledgerzoo.envs.lending import investing, settlement
 from ledgerzoo.envs.lending.investing import OneToManyEquilibrium, OneToManyGame
 from ledgerzoo.envs.lending.model import raise_borrower_utility
 
@@ -103,6 +103,14 @@ class OneToManyMarket(BatchedMarket):
         followers: str = "analytic",
         reward_scale: float = 1.0,
         reference: bool = False,
+        ledger: Any = "instant",
+        loan_term: int = 1,
+        lender_budget: Any = None,
+        borrower_balance: float = 0.0,
+        data_price: float = 0.0,
+        data_income: float | None = None,
+        reward_type: str = "utility",
+        observe_ledger: bool | None = None,
         num_instances: int = 1,
     ) -> None:
         if followers not in FOLLOWER_MODES:
@@ -158,17 +166,41 @@ class OneToManyMarket(BatchedMarket):
             "target": parse_param("target", target, 1, minimum=0.0, maximum=MAX_COINS),
         }
 
+        self.settings = settlement.parse_settings(
+            n,
+            ledger,
+            loan_term,
+            lender_budget,
+            borrower_balance,
+            data_price,
+            data_income,
+            reward_type,
+            observe_ledger,
+        )
+        # Every lender can open a loan each round; a round submits at most N repayments, the
+        # data purchase, the income and N principals.
+        self.book = settlement.LendingLedger(
+            self.settings,
+            n,
+            self.num_instances,
+            submissions_per_round=2 * n + 2,
+            loans_per_round=n,
+        )
+        ledger_lender = settlement.LENDER_LEDGER_OBSERVATION if self.settings.observe else ()
+        ledger_borrower = settlement.BORROWER_LEDGER_OBSERVATION if self.settings.observe else ()
         rate_count = 1 if pricing == "uniform" else n
         roles = [
             Role(
                 "borrower",
                 1,
-                box_from_table(BORROWER_HEADER, BORROWER_PER_LENDER * n),
+                box_from_table(BORROWER_HEADER, BORROWER_PER_LENDER * n, ledger_borrower),
                 _unit_box(rate_count),
             )
         ]
         if self.two_phase:
-            roles.append(Role("lender", n, box_from_table(LENDER_OBSERVATION), _unit_box(1)))
+            roles.append(
+                Role("lender", n, box_from_table(LENDER_OBSERVATION, ledger_lender), _unit_box(1))
+            )
         self._roles = tuple(roles)
 
         shape = (self.num_instances, n)
@@ -223,7 +255,9 @@ class OneToManyMarket(BatchedMarket):
         # the PettingZoo env reset with b's seed. NOTE: a Python loop over instances, once per
         # episode (not per step).
         n = self.n_lenders
-        draws = np.stack([rng.random(2 * n + len(self.instance_specs)) for rng in generators])
+        # The budgets' draws come last, so the game's draws do not depend on the ledger.
+        count = 2 * n + len(self.instance_specs) + self.book.budget_draw_count
+        draws = np.stack([rng.random(count) for rng in generators])
         per_instance = {
             name: spec.sample(draws[:, 2 * n + k : 2 * n + k + 1])[:, 0]
             for k, (name, spec) in enumerate(self.instance_specs.items())
@@ -239,6 +273,18 @@ class OneToManyMarket(BatchedMarket):
             failure_utility=self.failure_utility,
         )
         self._equilibrium = investing.solve(self.game, self.pricing) if self.reference else None
+        # Without a lender_budget every lender can invest x_max,i every round, and without a
+        # data_income the borrower earns the data price plus the most it can owe in a round
+        # (the reward R and r_max times every lender's x_max), so nothing ever binds.
+        x_max = self.game.max_investment
+        self.book.reset(
+            draws[:, draws.shape[1] - n :],
+            slack_budget=self.max_cycles * x_max,
+            slack_income=self.settings.data_price
+            + self.game.reward
+            + self.max_rate * x_max.sum(axis=1),
+            generators=generators,
+        )
         self._clear_history()
 
     # ----------------------------------------------------------------------------------------
@@ -266,18 +312,44 @@ class OneToManyMarket(BatchedMarket):
                 # Leaders' step: the rates are posted, and the lenders invest in the next step.
                 self.posted_rates = rates
                 return {}, {"borrower": {keys.RATES: rates[:, None, :]}}
-            investments = investing.investor_equilibrium(rates, self.game).investments
+            # Each lender's best response is capped by its budget (None while budgets are slack).
+            budget = self.book.budgets() if self.settings.lender_budget is not None else None
+            investments = investing.investor_equilibrium(
+                rates, self.game, budget=budget
+            ).investments
         else:
             rates = self.posted_rates
             investments = actions["lender"][..., 0].astype(np.float64) * self.game.max_investment
         return self._settle_round(rates, investments)
 
     def _settle_round(
-        self, rates: np.ndarray, investments: np.ndarray
+        self, rates: np.ndarray, requested: np.ndarray
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
         game = self.game
+        # A lender lends at most its budget.
+        budgets = self.book.budgets()
+        investments = np.minimum(requested, budgets)
         borrower_utility, feasible = raise_borrower_utility(
             investments, rates, game.target, game.reward, game.valuation, game.failure_utility
+        )
+        # A failed raise moves no coins. Otherwise each investor lends its investment, and its
+        # repayment adds its share of the reward R, x_i (1 + r_i) + R x_i / sum_j x_j, which is
+        # a loan at rate r_i + R / sum_j x_j.
+        total = investments.sum(axis=1, keepdims=True)
+        with np.errstate(over="ignore"):
+            share = np.divide(
+                game.reward[:, None], total, out=np.zeros_like(total), where=total > 0.0
+            )
+        # Investments so small that R / sum_j x_j overflows cannot carry the reward as a rate.
+        tradable = feasible[:, None] & np.isfinite(share)
+        principal = np.where(tradable, investments, 0.0)
+        settled = self.book.settle(
+            np.broadcast_to(np.arange(self.n_lenders), investments.shape),
+            principal,
+            rates + np.where(tradable, share, 0.0),
+        )
+        ledger_lender, ledger_borrower = settlement.round_infos(
+            settled, self.book.view(), budgets, self.n_lenders
         )
         others = investments.sum(axis=1, keepdims=True) - investments
         lender_utilities = investing.investor_utility_against_game(investments, others, rates, game)
@@ -290,13 +362,23 @@ class OneToManyMarket(BatchedMarket):
             keys.BORROWER_UTILITY: borrower_utility[:, None],
             keys.RAISE_FAILED: ~feasible[:, None],
             keys.WELFARE: welfare[:, None],
+            **ledger_borrower,
         }
-        rewards = {"borrower": borrower_utility[:, None]}
+        cashflow = self.settings.reward_type == "cashflow"
+        rewards = {
+            "borrower": ledger_borrower[keys.CASHFLOW] if cashflow else borrower_utility[:, None]
+        }
         infos = {"borrower": borrower_infos}
         if self.two_phase:
             n = self.n_lenders
-            response, best = investing.investor_best_response_utilities(investments, rates, game)
-            follower_equilibrium = investing.investor_equilibrium(rates, game).investments
+            # Budgets bound the followers' deviations and equilibrium as they bound the round.
+            budget = budgets if self.settings.lender_budget is not None else None
+            response, best = investing.investor_best_response_utilities(
+                investments, rates, game, budget
+            )
+            follower_equilibrium = investing.investor_equilibrium(
+                rates, game, budget=budget
+            ).investments
             infos["lender"] = {
                 keys.RATE: rates,
                 keys.INVESTMENT: investments,
@@ -307,8 +389,9 @@ class OneToManyMarket(BatchedMarket):
                 keys.FOLLOWER_RESPONSE: follower_equilibrium,
                 keys.BEST_RESPONSE_INVESTMENT: response,
                 keys.BEST_RESPONSE_UTILITY: best,
+                **ledger_lender,
             }
-            rewards["lender"] = lender_utilities
+            rewards["lender"] = ledger_lender[keys.CASHFLOW] if cashflow else lender_utilities
         if self.reference:
             self._add_reference(borrower_utility, infos)
 
@@ -386,7 +469,10 @@ class OneToManyMarket(BatchedMarket):
             ],
             axis=-1,
         ).reshape(batch, n * len(BORROWER_PER_LENDER))
-        observation = np.concatenate([header, per_lender], axis=1)[:, None, :]
+        parts = [header, per_lender]
+        if self.settings.observe:
+            parts.append(settlement.borrower_observation(self.book.view(), n))
+        observation = np.concatenate(parts, axis=1)[:, None, :]
         return to_space(observation, self._roles[0].observation_space)
 
     def _observe_lenders(self) -> np.ndarray:
@@ -408,6 +494,8 @@ class OneToManyMarket(BatchedMarket):
         obs[..., LENDER_INDEX["others_last_investment"]] = total - self.last_investments
         obs[..., LENDER_INDEX["last_investment"]] = self.last_investments
         obs[..., LENDER_INDEX["last_raise_failed"]] = self.last_failed[:, None]
+        if self.settings.observe:
+            obs = np.concatenate([obs, settlement.lender_observation(self.book.view(), n)], axis=-1)
         return to_space(obs, self._roles[1].observation_space)
 
     def equilibrium_actions(self) -> dict[str, np.ndarray]:
@@ -511,6 +599,12 @@ class LendingOneToManyEnv(MarketParallelEnv):
     followers' step (phase 1) only the lenders' actions take effect, after they observe the
     offered rates. Every live agent acts in every step.
 
+    Every round settles on a ledger (:mod:`ledgerzoo.envs.lending.settlement`): a lender
+    invests at most its budget (analytic lenders best-respond within it). Unless the raise
+    fails, every investor lends its investment and is repaid x_i (1 + r_i) plus its share of R
+    after ``loan_term`` rounds, or loses it if the borrower's spendable balance is short. With
+    the default settings nothing binds and the rewards are the static game's.
+
     ## Action space
 
     Borrower: ``Box(0, 1, (k,), float32)`` with k = 1 under uniform pricing and k = N under
@@ -553,11 +647,19 @@ class LendingOneToManyEnv(MarketParallelEnv):
     offered to it / r_max (this round's in its own step, last round's otherwise), the others'
     last total investment, its own last investment, and whether last round's raise failed.
 
+    With ``observe_ledger`` on, every observation ends with four ledger entries (coins, or a
+    count): a lender's budget (its spendable balance), the coins on their way to it, the
+    principal it has lent and not yet been repaid, and the borrower's defaults so far; the
+    borrower's balance, the coins on their way to it, its outstanding debt, and its defaults.
+
     ## Rewards
 
     The borrower receives BU (coins), or ``failure_utility`` when the raise fails (total
     investment at most X - 1). Lender i receives LU_i (coins). Rewards are paid once per round
     and multiplied by ``reward_scale``; infos carry the unscaled utilities.
+    With ``reward_type="cashflow"`` every agent is paid instead the coins it received minus
+    the coins it paid in transactions that confirmed this round, so confirmation delays and
+    defaults show in the returns.
 
     ## Starting state
 
@@ -578,6 +680,11 @@ class LendingOneToManyEnv(MarketParallelEnv):
     With ``reference=True`` the infos add, under ``reference``, the episode's Stackelberg
     equilibrium, and the borrower's best_response_utility is BU* (or its utility, if higher).
 
+    Once a round settles, the infos also carry its ledger entries (coins): lenders get lent,
+    budget, balance, pending_incoming, pending_outgoing, cashflow, repaid, lost_to_default and
+    defaults (the borrower's count), and the borrower gets borrowed, balance, pending_incoming,
+    pending_outgoing, cashflow, data_bought, defaulted and defaults.
+
     ## Arguments
 
     - ``n_lenders`` (int >= 1, default 5): N.
@@ -594,11 +701,27 @@ class LendingOneToManyEnv(MarketParallelEnv):
     - ``followers`` ("analytic" or "learned", default "analytic").
     - ``reward_scale`` (float > 0, default 1): factor on rewards only.
     - ``reference`` (bool, default False): add equilibrium values to the infos.
+    - ``ledger`` (default "instant"): the ledger's mode, "instant", "chain" or "tangle", or a
+      mapping of its settings (see docs/ledger.md), for example
+      ``{mode: chain, block_interval: 2, confirmations: 1}``.
+    - ``loan_term`` (int >= 1, default 1): rounds from a loan's opening to its repayment.
+    - ``lender_budget`` (default None): each lender's starting balance in coins, in the forms
+      of the scenario values; None gives a balance that no episode can exhaust.
+    - ``borrower_balance`` (float >= 0, default 0): the borrower's starting balance; 0 is the
+      cold start.
+    - ``data_price`` (float >= 0, default 0): coins the borrower pays for each round's data.
+    - ``data_income`` (float >= 0 or None, default None): coins the borrower earns for each
+      round's data it buys, spendable once confirmed; None covers the data price and the
+      most interest the borrower can owe in a round.
+    - ``reward_type`` ("utility" or "cashflow", default "utility").
+    - ``observe_ledger`` (bool or None, default None): add the ledger entries to the
+      observations; None adds them unless every ledger setting is at its default.
     - ``render_mode`` (None, "ansi" or "human").
 
     ## Version history
 
-    - v0: first release.
+    - v0: first release. The ledger arguments came later, with defaults that leave the
+      spaces, rewards and dynamics of the first release unchanged.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -623,6 +746,14 @@ class LendingOneToManyEnv(MarketParallelEnv):
         followers: str = "analytic",
         reward_scale: float = 1.0,
         reference: bool = False,
+        ledger: Any = "instant",
+        loan_term: int = 1,
+        lender_budget: Any = None,
+        borrower_balance: float = 0.0,
+        data_price: float = 0.0,
+        data_income: float | None = None,
+        reward_type: str = "utility",
+        observe_ledger: bool | None = None,
         render_mode: str | None = None,
     ) -> None:
         market = OneToManyMarket(
@@ -640,6 +771,14 @@ class LendingOneToManyEnv(MarketParallelEnv):
             followers=followers,
             reward_scale=reward_scale,
             reference=reference,
+            ledger=ledger,
+            loan_term=loan_term,
+            lender_budget=lender_budget,
+            borrower_balance=borrower_balance,
+            data_price=data_price,
+            data_income=data_income,
+            reward_type=reward_type,
+            observe_ledger=observe_ledger,
             num_instances=1,
         )
         super().__init__(market, render_mode=render_mode)

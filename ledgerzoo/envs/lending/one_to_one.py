@@ -8,6 +8,7 @@ PettingZoo face :class:`LendingOneToOneEnv`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -18,8 +19,8 @@ from ledgerzoo.envs.core import keys
 from ledgerzoo.envs.core.market import FOLLOWER_MODES, BatchedMarket, Role
 from ledgerzoo.envs.core.parallel import MarketParallelEnv
 from ledgerzoo.envs.core.params import ParamSpec, parse_param, positive_number
-from ledgerzoo.envs.core.spaces import to_space
-from ledgerzoo.envs.lending import equilibrium
+from ledgerzoo.envs.core.spaces import box_from_table, to_space
+from ledgerzoo.envs.lending import equilibrium, settlement
 from ledgerzoo.envs.lending.equilibrium import OneToOneEquilibrium, OneToOneGame
 from ledgerzoo.envs.lending.model import prices_from_rates
 
@@ -95,6 +96,14 @@ class OneToOneMarket(BatchedMarket):
         followers: str = "analytic",
         reward_scale: float = 1.0,
         reference: bool = False,
+        ledger: Any = "instant",
+        loan_term: int = 1,
+        lender_budget: Any = None,
+        borrower_balance: float = 0.0,
+        data_price: float = 0.0,
+        data_income: float | None = None,
+        reward_type: str = "utility",
+        observe_ledger: bool | None = None,
         num_instances: int = 1,
     ) -> None:
         if followers not in FOLLOWER_MODES:
@@ -157,30 +166,38 @@ class OneToOneMarket(BatchedMarket):
                 maximum=MAX_LOAN_CAP,
             )
 
-        lender_low = np.array([low for _, low, _ in LENDER_OBSERVATION], dtype=np.float32)
-        lender_high = np.array([high for _, _, high in LENDER_OBSERVATION], dtype=np.float32)
+        self.settings = settlement.parse_settings(
+            n,
+            ledger,
+            loan_term,
+            lender_budget,
+            borrower_balance,
+            data_price,
+            data_income,
+            reward_type,
+            observe_ledger,
+        )
+        # One loan opens per round; a round submits at most one repayment, the data purchase,
+        # the income and the principal.
+        self.book = settlement.LendingLedger(
+            self.settings, n, self.num_instances, submissions_per_round=4, loans_per_round=1
+        )
+        ledger_lender = settlement.LENDER_LEDGER_OBSERVATION if self.settings.observe else ()
+        ledger_borrower = settlement.BORROWER_LEDGER_OBSERVATION if self.settings.observe else ()
         roles = [
             Role(
                 "lender",
                 n,
-                gymnasium.spaces.Box(lender_low, lender_high, dtype=np.float32),
+                box_from_table(LENDER_OBSERVATION, ledger_lender),
                 gymnasium.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
             )
         ]
         if self.two_phase:
-            header_low = [low for _, low, _ in BORROWER_HEADER]
-            header_high = [high for _, _, high in BORROWER_HEADER]
-            borrower_low = np.array(
-                header_low + [low for _, low, _ in BORROWER_PER_LENDER] * n, dtype=np.float32
-            )
-            borrower_high = np.array(
-                header_high + [high for _, _, high in BORROWER_PER_LENDER] * n, dtype=np.float32
-            )
             roles.append(
                 Role(
                     "borrower",
                     1,
-                    gymnasium.spaces.Box(borrower_low, borrower_high, dtype=np.float32),
+                    box_from_table(BORROWER_HEADER, BORROWER_PER_LENDER * n, ledger_borrower),
                     gymnasium.spaces.Box(0.0, 1.0, shape=(n,), dtype=np.float32),
                 )
             )
@@ -243,7 +260,9 @@ class OneToOneMarket(BatchedMarket):
         specs = [self.willingness_spec, self.min_rate_spec]
         if self.max_loan_spec is not None:
             specs.append(self.max_loan_spec)
-        uniforms = np.stack([rng.random((len(specs), n)) for rng in generators])  # (B, P, N)
+        # The budgets' draws come last, so the game's draws do not depend on the ledger.
+        rows = len(specs) + (1 if self.book.budget_draw_count else 0)
+        uniforms = np.stack([rng.random((rows, n)) for rng in generators])  # (B, P, N)
         willingness = self.willingness_spec.sample(uniforms[:, 0])
         min_rate = self.min_rate_spec.sample(uniforms[:, 1])
         shape = (self.num_instances, n)
@@ -263,6 +282,15 @@ class OneToOneMarket(BatchedMarket):
             np.isfinite(max_loan), max_loan, LOAN_CAP_FACTOR * willingness / min_rate
         )
         self._equilibrium = equilibrium.solve(self.game) if self.reference else None
+        # Without a lender_budget every lender can lend its largest loan every round, and
+        # without a data_income the borrower earns the data price plus the most interest one
+        # round's loan can carry (r_max times the largest loan), so nothing ever binds.
+        self.book.reset(
+            uniforms[:, -1] if self.book.budget_draw_count else uniforms[:, 0],
+            slack_budget=self.max_cycles * self._loan_upper,
+            slack_income=self.settings.data_price + self.max_rate * self._loan_upper.max(axis=1),
+            generators=generators,
+        )
         self._clear_history()
 
     def _step_phase(
@@ -281,12 +309,24 @@ class OneToOneMarket(BatchedMarket):
         return self._settle_round(rates, loans)
 
     def _settle_round(
-        self, rates: np.ndarray, loans: np.ndarray
+        self, rates: np.ndarray, requested: np.ndarray
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+        # A lender lends at most its budget, so the loans are the requested ones capped by it.
+        budgets = self.book.budgets()
+        loans = np.minimum(requested, budgets)
         result = equilibrium.outcome(rates, loans, self.game)
         n = self.n_lenders
         is_optimal = np.arange(n)[None, :] == result["optimal_lender"][:, None]
         optimal = result["optimal_lender"][:, None]
+        # Only the optimal lender's principal moves.
+        settled = self.book.settle(
+            optimal,
+            np.take_along_axis(loans, optimal, axis=1),
+            np.take_along_axis(rates, optimal, axis=1),
+        )
+        ledger_lender, ledger_borrower = settlement.round_infos(
+            settled, self.book.view(), budgets, n
+        )
         lender_infos: dict[str, np.ndarray] = {
             keys.RATE: rates,
             keys.PRICE: prices_from_rates(rates),
@@ -296,7 +336,7 @@ class OneToOneMarket(BatchedMarket):
             keys.BORROWER_UTILITY: np.repeat(result["borrower_utility"][:, None], n, axis=1),
             keys.WELFARE: np.repeat(result["welfare"][:, None], n, axis=1),
         }
-        rewards = {"lender": result["lender_utilities"]}
+        lender_infos.update(ledger_lender)
         infos = {"lender": lender_infos}
         borrower_infos: dict[str, np.ndarray] = {
             keys.RATE: np.take_along_axis(rates, optimal, axis=1),
@@ -305,12 +345,19 @@ class OneToOneMarket(BatchedMarket):
             keys.UTILITY: result["borrower_utility"][:, None],
             keys.OPTIMAL_LENDER: optimal,
             keys.WELFARE: result["welfare"][:, None],
+            **ledger_borrower,
         }
+        if self.settings.reward_type == "cashflow":
+            rewards = {"lender": ledger_lender[keys.CASHFLOW]}
+            borrower_reward = ledger_borrower[keys.CASHFLOW]
+        else:
+            rewards = {"lender": result["lender_utilities"]}
+            borrower_reward = result["borrower_utility"][:, None]
         if self.two_phase:
-            rewards["borrower"] = result["borrower_utility"][:, None]
+            rewards["borrower"] = borrower_reward
             infos["borrower"] = borrower_infos
         if self.reference:
-            self._add_reference(rates, result, infos, borrower_infos)
+            self._add_reference(rates, result, infos, borrower_infos, self._budget_game(budgets))
 
         self.last_rates = rates
         self.last_loans = loans
@@ -319,24 +366,37 @@ class OneToOneMarket(BatchedMarket):
         self.has_history = True
         return rewards, infos
 
+    def _budget_game(self, budgets: np.ndarray) -> OneToOneGame:
+        """The round's game with each loan also bounded by its lender's budget.
+
+        With slack budgets it is the episode's game itself, so the closed-form best response
+        applies; a finite bound would send it to the numeric search.
+        """
+        if self.settings.lender_budget is None:
+            return self.game
+        return dataclasses.replace(self.game, max_loan=np.minimum(self.game.max_loan, budgets))
+
     def _add_reference(
         self,
         rates: np.ndarray,
         result: Mapping[str, np.ndarray],
         infos: dict[str, dict[str, np.ndarray]],
         borrower_infos: dict[str, np.ndarray],
+        game: OneToOneGame,
     ) -> None:
         """Add the episode's equilibrium and each agent's best-response utility to the infos.
 
         A lender's best response is taken against the others' actual offers, with the borrower
         responding to the deviating lender with its own best response (for a learned borrower too);
-        keeping the actual rate, with its actual outcome, is always one of the options.
+        keeping the actual rate, with its actual outcome, is always one of the options. The
+        best responses are those of ``game``, the round's game under the lenders' budgets; the
+        reference values are the static game's equilibrium.
         """
         solution = self.equilibrium
         n = self.n_lenders
         borrower_all = result["borrower_utilities"]
         others = borrower_all.sum(axis=1, keepdims=True) - borrower_all
-        best_prices, best_utilities = equilibrium.best_response(others, self.game)
+        best_prices, best_utilities = equilibrium.best_response(others, game)
         # Keeping the own action is one of the options, with its actual outcome. A learned
         # borrower can make that outcome better than any deviation it responds to with its best response.
         actual = result["lender_utilities"]
@@ -359,8 +419,8 @@ class OneToOneMarket(BatchedMarket):
             lender_infos[f"{keys.REFERENCE}/{key}"] = value
 
         optimal = solution.optimal_lender[:, None]
-        best_loans = equilibrium.best_response_loans(rates, self.game)
-        best_borrower = equilibrium.outcome(rates, best_loans, self.game)["borrower_utility"]
+        best_loans = equilibrium.best_response_loans(rates, game)
+        best_borrower = equilibrium.outcome(rates, best_loans, game)["borrower_utility"]
         borrower_infos[keys.BEST_RESPONSE_UTILITY] = best_borrower[:, None]
         for key, value in (
             (keys.RATE, np.take_along_axis(solution.rates, optimal, axis=1)),
@@ -438,6 +498,9 @@ class OneToOneMarket(BatchedMarket):
             obs[..., LENDER_INDEX["was_optimal_lender"]] = (
                 np.arange(n)[None, :] == self.last_optimal[:, None]
             )
+        if self.settings.observe:
+            ledger_entries = settlement.lender_observation(self.book.view(), n)
+            obs = np.concatenate([obs, ledger_entries], axis=-1)
         return to_space(obs, self._roles[0].observation_space)
 
     def _observe_borrower(self) -> np.ndarray:
@@ -453,7 +516,10 @@ class OneToOneMarket(BatchedMarket):
         per_lender = np.stack(
             [self.game.willingness, rates / self.max_rate, self._loan_upper], axis=-1
         ).reshape(batch, n * len(BORROWER_PER_LENDER))
-        obs = np.concatenate([header, per_lender], axis=1)[:, None, :]
+        parts = [header, per_lender]
+        if self.settings.observe:
+            parts.append(settlement.borrower_observation(self.book.view(), n))
+        obs = np.concatenate(parts, axis=1)[:, None, :]
         return to_space(obs, self._roles[1].observation_space)
 
     def equilibrium_actions(self) -> dict[str, np.ndarray]:
@@ -574,6 +640,13 @@ class LendingOneToOneEnv(MarketParallelEnv):
     effect and the rates are posted; in the followers' step (phase 1) only the borrower's
     action takes effect, after observing the posted rates. Every live agent acts in every step.
 
+    Every round settles on a ledger (:mod:`ledgerzoo.envs.lending.settlement`): a lender lends
+    at most its budget, so each requested loan is capped by it, and only the optimal lender's
+    principal moves. It is repaid with interest after ``loan_term`` rounds, or defaults if the
+    borrower's spendable balance is short. With the default settings nothing binds and the
+    rewards are the static game's; a chain or tangle ledger, budgets, data costs and the cold
+    start change the dynamics.
+
     ## Action space
 
     Lender: ``Box(0, 1, (1,), float32)``. Action a maps onto the rate
@@ -616,12 +689,20 @@ class LendingOneToOneEnv(MarketParallelEnv):
     max_cycles, history flag, r_max, x_min, then for each lender i: d_i, r_i / r_max (this
     round's posted rate in the followers' step, last round's otherwise) and x_up,i.
 
+    With ``observe_ledger`` on, every observation ends with four ledger entries (coins, or a
+    count): a lender's budget (its spendable balance), the coins on their way to it, the
+    principal it has lent and not yet been repaid, and the borrower's defaults so far; the
+    borrower's balance, the coins on their way to it, its outstanding debt, and its defaults.
+
     ## Rewards
 
     Lender i receives LU_i = rho_i phi_i (coins), the competitiveness-weighted profit, and the
     borrower (when learned) BU_l, its utility for the loan it takes. Rewards are paid once per
     round, at its last step, multiplied by ``reward_scale``; infos always carry the unscaled
     utilities.
+    With ``reward_type="cashflow"`` every agent is paid instead the coins it received minus
+    the coins it paid in transactions that confirmed this round, so confirmation delays and
+    defaults show in the returns.
 
     ## Starting state
 
@@ -641,6 +722,11 @@ class LendingOneToOneEnv(MarketParallelEnv):
     against the others' actual actions) and, under ``reference``, the same keys for the
     episode's analytic equilibrium.
 
+    Once a round settles, the infos also carry its ledger entries (coins): lenders get lent,
+    budget, balance, pending_incoming, pending_outgoing, cashflow, repaid, lost_to_default and
+    defaults (the borrower's count), and the borrower gets borrowed, balance, pending_incoming,
+    pending_outgoing, cashflow, data_bought, defaulted and defaults.
+
     ## Arguments
 
     - ``n_lenders`` (int, >= 1, default 5): N. With N = 1 there is no competition and the
@@ -657,11 +743,27 @@ class LendingOneToOneEnv(MarketParallelEnv):
     - ``followers`` ("analytic" or "learned", default "analytic").
     - ``reward_scale`` (float > 0, default 1): factor on rewards only.
     - ``reference`` (bool, default False): add equilibrium values to the infos.
+    - ``ledger`` (default "instant"): the ledger's mode, "instant", "chain" or "tangle", or a
+      mapping of its settings (see docs/ledger.md), for example
+      ``{mode: chain, block_interval: 2, confirmations: 1}``.
+    - ``loan_term`` (int >= 1, default 1): rounds from a loan's opening to its repayment.
+    - ``lender_budget`` (default None): each lender's starting balance in coins, in the forms
+      of the scenario values; None gives a balance that no episode can exhaust.
+    - ``borrower_balance`` (float >= 0, default 0): the borrower's starting balance; 0 is the
+      cold start.
+    - ``data_price`` (float >= 0, default 0): coins the borrower pays for each round's data.
+    - ``data_income`` (float >= 0 or None, default None): coins the borrower earns for each
+      round's data it buys, spendable once confirmed; None covers the data price and the
+      most interest the borrower can owe in a round.
+    - ``reward_type`` ("utility" or "cashflow", default "utility").
+    - ``observe_ledger`` (bool or None, default None): add the ledger entries to the
+      observations; None adds them unless every ledger setting is at its default.
     - ``render_mode`` (None, "ansi" or "human").
 
     ## Version history
 
-    - v0: first release.
+    - v0: first release. The ledger arguments came later, with defaults that leave the
+      spaces, rewards and dynamics of the first release unchanged.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -682,6 +784,14 @@ class LendingOneToOneEnv(MarketParallelEnv):
         followers: str = "analytic",
         reward_scale: float = 1.0,
         reference: bool = False,
+        ledger: Any = "instant",
+        loan_term: int = 1,
+        lender_budget: Any = None,
+        borrower_balance: float = 0.0,
+        data_price: float = 0.0,
+        data_income: float | None = None,
+        reward_type: str = "utility",
+        observe_ledger: bool | None = None,
         render_mode: str | None = None,
     ) -> None:
         market = OneToOneMarket(
@@ -695,6 +805,14 @@ class LendingOneToOneEnv(MarketParallelEnv):
             followers=followers,
             reward_scale=reward_scale,
             reference=reference,
+            ledger=ledger,
+            loan_term=loan_term,
+            lender_budget=lender_budget,
+            borrower_balance=borrower_balance,
+            data_price=data_price,
+            data_income=data_income,
+            reward_type=reward_type,
+            observe_ledger=observe_ledger,
             num_instances=1,
         )
         super().__init__(market, render_mode=render_mode)
