@@ -42,6 +42,21 @@ LEDGER_VARIANT: dict[str, Any] = {
 }
 
 
+# Keyword of a market's constructor -> further variants of that market worth testing alone.
+MARKET_VARIANTS: dict[str, tuple[dict[str, Any], ...]] = {
+    # Offloading: balances that mask unaffordable choices, and loans with failing edges.
+    "loans": (
+        {"device_balance": 0.3},
+        {
+            "ledger": {"mode": "chain", "block_interval": 2, "confirmations": 1},
+            "device_balance": 0.2,
+            "loans": True,
+            "reputation": True,
+        },
+    ),
+}
+
+
 def env_variants(name: str) -> list[dict[str, Any]]:
     """List the constructor kwargs of the variants of a registered env.
 
@@ -60,8 +75,11 @@ def env_variants(name: str) -> list[dict[str, Any]]:
             if keyword in parameters:
                 variants.append({keyword: "learned", "reference": True})
     if "ledger" in parameters:
-        variants.append(dict(LEDGER_VARIANT))
+        variants.append({k: v for k, v in LEDGER_VARIANT.items() if k in parameters})
         variants.append({"ledger": "tangle"})
+    for keyword, values in MARKET_VARIANTS.items():
+        if keyword in parameters:
+            variants.extend(dict(value) for value in values)
     return variants
 
 

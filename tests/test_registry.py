@@ -78,10 +78,15 @@ def test_make_aec_returns_aec_env(env_name):
 
 def test_make_passes_kwargs(env_name):
     env = ledgerzoo.make(env_name, max_cycles=2)
-    env.reset(seed=0)
+    observations, _ = env.reset(seed=0)
     steps = 0
     while env.agents:
-        env.step({agent: env.action_space(agent).sample() for agent in env.agents})
+        actions = {}
+        for agent in env.agents:
+            observation = observations[agent]
+            mask = observation.get("action_mask") if isinstance(observation, dict) else None
+            actions[agent] = env.action_space(agent).sample(mask)
+        observations = env.step(actions)[0]
         steps += 1
     assert steps == 2, f"max_cycles=2 gave {steps} steps"
     aec = ledgerzoo.make_aec(env_name, render_mode="ansi")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import gymnasium
 import numpy as np
 from pettingzoo import ParallelEnv
 
@@ -32,10 +33,25 @@ def _split(
     for role in market.roles:
         if role.name not in batched:
             continue
+        dtype = np.int64 if role.is_discrete else np.float32
         for index, name in enumerate(role.agent_names()):
             if name in agents:
-                actions[name] = np.asarray(batched[role.name][0, index], dtype=np.float32)
+                actions[name] = np.asarray(batched[role.name][0, index], dtype=dtype)
     return actions
+
+
+def _vector(observation: Any) -> np.ndarray:
+    """Return the observation vector of an agent (the ``observation`` entry of a Dict one)."""
+    if isinstance(observation, Mapping):
+        return np.asarray(observation["observation"])
+    return np.asarray(observation)
+
+
+def _legal_actions(observation: Any, space: Any) -> np.ndarray:
+    """Return the allowed actions of a Discrete agent: those of its mask, or every one."""
+    if isinstance(observation, Mapping) and "action_mask" in observation:
+        return np.flatnonzero(np.asarray(observation["action_mask"])) + int(space.start)
+    return np.arange(int(space.n)) + int(space.start)
 
 
 class EquilibriumPolicy:
@@ -74,7 +90,7 @@ class BestResponsePolicy:
         for role in self.market.roles:
             names = role.agent_names()
             if all(name in observations for name in names):
-                batched[role.name] = np.stack([observations[name] for name in names])[None]
+                batched[role.name] = np.stack([_vector(observations[name]) for name in names])[None]
         return _split(self.market, self.market.best_response_actions(batched), observations)
 
 
@@ -83,7 +99,8 @@ class FixedPolicy:
 
     Args:
         env: The env (for its action spaces).
-        value: Action value in [0, 1] for every entry of every agent's Box action.
+        value: Action value in [0, 1] for every entry of every agent's Box action. A Discrete
+            agent plays the allowed action nearest to value (n - 1), the lower on a tie.
     """
 
     def __init__(self, env: ParallelEnv, value: float = 0.5) -> None:
@@ -96,14 +113,21 @@ class FixedPolicy:
         """Nothing to reset."""
 
     def act(self, observations: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        return {
-            agent: np.full(self.env.action_space(agent).shape, self.value, dtype=np.float32)
-            for agent in observations
-        }
+        actions: dict[str, np.ndarray] = {}
+        for agent, observation in observations.items():
+            space = self.env.action_space(agent)
+            if isinstance(space, gymnasium.spaces.Discrete):
+                legal = _legal_actions(observation, space)
+                target = int(space.start) + self.value * (int(space.n) - 1)
+                actions[agent] = np.asarray(legal[np.argmin(np.abs(legal - target))])
+            else:
+                actions[agent] = np.full(space.shape, self.value, dtype=np.float32)
+        return actions
 
 
 class RandomPolicy:
-    """Draw every action uniformly from the agent's action space with a seeded generator.
+    """Draw every action uniformly from the agent's action space with a seeded generator
+    (from its allowed actions, for a Discrete agent with an action mask).
 
     Args:
         env: The env (for its action spaces).
@@ -120,7 +144,10 @@ class RandomPolicy:
 
     def act(self, observations: Mapping[str, Any]) -> dict[str, np.ndarray]:
         actions: dict[str, np.ndarray] = {}
-        for agent in observations:
+        for agent, observation in observations.items():
             space = self.env.action_space(agent)
-            actions[agent] = self.rng.uniform(space.low, space.high).astype(space.dtype)
+            if isinstance(space, gymnasium.spaces.Discrete):
+                actions[agent] = np.asarray(self.rng.choice(_legal_actions(observation, space)))
+            else:
+                actions[agent] = self.rng.uniform(space.low, space.high).astype(space.dtype)
         return actions

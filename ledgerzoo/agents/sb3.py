@@ -28,7 +28,7 @@ class SB3Policy:
     def load(
         cls, path: str, role: str, algorithm: str = "PPO", deterministic: bool = True
     ) -> SB3Policy:
-        """Load a model saved by SB3 (``algorithm``: PPO, A2C or RecurrentPPO)."""
+        """Load a model saved by SB3 (``algorithm``: PPO, A2C, RecurrentPPO or MaskablePPO)."""
         from ledgerzoo.training.algorithms import load_model
 
         return cls(load_model(path, algorithm), role, deterministic)
@@ -44,9 +44,28 @@ class SB3Policy:
                 f"this SB3 policy acts for role {self.role!r}, not for agents {others}; combine "
                 "policies per role with RolePolicies"
             )
+        masked = [isinstance(observations[agent], Mapping) for agent in agents]
+        if any(masked):
+            # Dict observations of a masked role: the model reads the vector, and a
+            # MaskablePPO model also gets the masks.
+            batch = np.stack([np.asarray(observations[agent]["observation"]) for agent in agents])
+            masks = np.stack([np.asarray(observations[agent]["action_mask"]) for agent in agents])
+            kwargs = {"action_masks": masks.astype(bool)} if _takes_masks(self.model) else {}
+            actions, _ = self.model.predict(batch, deterministic=self.deterministic, **kwargs)
+            return {
+                agent: np.asarray(action, dtype=np.int64)
+                for agent, action in zip(agents, actions, strict=True)
+            }
         batch = np.stack([np.asarray(observations[agent]) for agent in agents])
         actions, _ = self.model.predict(batch, deterministic=self.deterministic)
         return {
             agent: np.asarray(action, dtype=np.float32)
             for agent, action in zip(agents, actions, strict=True)
         }
+
+
+def _takes_masks(model: Any) -> bool:
+    """Whether ``model.predict`` accepts ``action_masks`` (sb3-contrib's MaskablePPO)."""
+    import inspect
+
+    return "action_masks" in inspect.signature(model.predict).parameters

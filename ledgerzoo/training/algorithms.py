@@ -16,9 +16,9 @@ def algorithm_class(name: str) -> Any:
     """
     if name in ("PPO", "A2C"):
         return getattr(require("stable_baselines3", "training"), name)
-    if name == "RecurrentPPO":
-        return require("sb3_contrib", "training").RecurrentPPO
-    raise ValueError(f"unknown algorithm {name!r}; expected PPO, A2C or RecurrentPPO")
+    if name in ("RecurrentPPO", "MaskablePPO"):
+        return getattr(require("sb3_contrib", "training"), name)
+    raise ValueError(f"unknown algorithm {name!r}; expected PPO, A2C, RecurrentPPO or MaskablePPO")
 
 
 def load_model(path: str, algorithm: str = "PPO") -> Any:

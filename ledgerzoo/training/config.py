@@ -25,7 +25,7 @@ import yaml
 
 from ledgerzoo import registry
 
-ALGORITHMS = ("PPO", "A2C", "RecurrentPPO")
+ALGORITHMS = ("PPO", "A2C", "RecurrentPPO", "MaskablePPO")
 LEARNING_RATE_SCHEDULES = ("constant", "linear")
 
 

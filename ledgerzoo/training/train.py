@@ -35,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import numpy as np
 
 from ledgerzoo import registry
@@ -290,13 +291,18 @@ def _model_path(directory: Path, role: str, single: bool) -> Path:
 
 
 def _frozen_policy(models: dict[str, Any], role: str) -> Any:
-    """Wrap a role's current model as a frozen policy on batched observations (mean actions)."""
+    """Wrap a role's current model as a frozen policy on batched observations (mean actions,
+    or the most likely allowed choice of a masked Discrete role)."""
 
-    def act(observations: np.ndarray) -> np.ndarray:
+    def act(observations: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
         batch, count = observations.shape[:2]
         flat = observations.reshape(batch * count, *observations.shape[2:])
-        actions, _ = models[role].predict(flat, deterministic=True)
-        return np.asarray(actions).reshape(batch, count, -1)
+        if masks is None:
+            actions, _ = models[role].predict(flat, deterministic=True)
+            return np.asarray(actions).reshape(batch, count, -1)
+        flat_masks = masks.reshape(batch * count, masks.shape[-1])
+        actions, _ = models[role].predict(flat, deterministic=True, action_masks=flat_masks)
+        return np.asarray(actions).reshape(batch, count)
 
     return act
 
@@ -377,13 +383,15 @@ def _new_model(algorithm: Any, venv: Any, config: ExperimentConfig, tensorboard_
         "max_grad_norm": settings.max_grad_norm,
         "n_steps": settings.n_steps,
     }
-    if settings.algorithm in ("PPO", "RecurrentPPO"):
+    if settings.algorithm in ("PPO", "RecurrentPPO", "MaskablePPO"):
         kwargs.update(
             batch_size=settings.batch_size,
             n_epochs=settings.n_epochs,
             clip_range=settings.clip_range,
         )
-    policy_kwargs["log_std_init"] = settings.log_std_init
+    if isinstance(venv.action_space, gymnasium.spaces.Box):
+        # The initial exploration noise of a Gaussian policy; Discrete actions have none.
+        policy_kwargs["log_std_init"] = settings.log_std_init
     policy = "MlpLstmPolicy" if settings.algorithm == "RecurrentPPO" else "MlpPolicy"
     return algorithm(
         policy,

@@ -25,15 +25,30 @@ def box_agents(env: Any) -> list[str]:
     return [a for a in env.agents if isinstance(env.action_space(a), gymnasium.spaces.Box)]
 
 
+def discrete_agents(env: Any) -> list[str]:
+    return [a for a in env.agents if isinstance(env.action_space(a), gymnasium.spaces.Discrete)]
+
+
+def allowed_actions(env: Any, agent: str) -> np.ndarray:
+    """The Discrete agent's allowed actions now, from its market's action masks."""
+    market = env.unwrapped.market
+    role, _, index = agent.rpartition("_")
+    space = env.action_space(agent)
+    masks = market.action_masks()
+    if role not in masks:
+        return np.arange(space.n) + space.start
+    return np.flatnonzero(masks[role][0, int(index)]) + space.start
+
+
 def middle_actions(env: Any) -> dict[str, Any]:
-    """Every live agent plays the middle of its action space (float32)."""
+    """Every live agent plays the middle of its Box (float32), or its lowest allowed choice."""
     actions: dict[str, Any] = {}
     for agent in env.agents:
         space = env.action_space(agent)
         if isinstance(space, gymnasium.spaces.Box):
             actions[agent] = ((space.low + space.high) / 2).astype(np.float32)
         else:
-            actions[agent] = space.sample()
+            actions[agent] = np.int64(allowed_actions(env, agent)[0])
     return actions
 
 
@@ -50,8 +65,17 @@ def assert_step_results_equal(first: Any, second: Any, where: str) -> None:
         assert left.keys() == right.keys(), f"{where} {label}: {sorted(left)} vs {sorted(right)}"
         for agent in left:
             if label == "observations":
-                assert np.array_equal(left[agent], right[agent]), (
-                    f"{where} {label}[{agent}]: {left[agent].tolist()} vs {right[agent].tolist()}"
+                first, second = left[agent], right[agent]
+                if isinstance(first, dict):
+                    assert first.keys() == second.keys(), f"{where} {label}[{agent}] keys"
+                    for part in first:
+                        assert np.array_equal(first[part], second[part]), (
+                            f"{where} {label}[{agent}][{part!r}]: {first[part].tolist()} vs "
+                            f"{second[part].tolist()}"
+                        )
+                    continue
+                assert np.array_equal(first, second), (
+                    f"{where} {label}[{agent}]: {first.tolist()} vs {second.tolist()}"
                 )
             elif label == "infos":
                 for key in set(left[agent]) | set(right[agent]):
@@ -99,6 +123,8 @@ def test_invalid_action_raises_value_error(env_variant, case, make_bad):
 
 def test_nan_message_names_value_and_space(env_variant):
     env = reset_env(env_variant)
+    if not box_agents(env):
+        pytest.skip("no agent has a Box action space")
     agent = box_agents(env)[-1]
     actions = middle_actions(env)
     actions[agent] = np.full(env.action_space(agent).shape, np.nan)
@@ -113,8 +139,11 @@ def test_rejected_step_changes_nothing(env_variant):
     env = reset_env(env_variant)
     fresh = reset_env(env_variant)
     for agent in box_agents(env):
-        # Every other agent's action is out of the box (it would be clipped and counted).
-        actions = {other: np.full_like(value, 3.0) for other, value in middle_actions(env).items()}
+        # Every other Box action is out of the box (it would be clipped and counted).
+        actions = {
+            other: np.full_like(value, 3.0) if other in box_agents(env) else value
+            for other, value in middle_actions(env).items()
+        }
         actions[agent] = np.full(env.action_space(agent).shape, np.nan)
         with pytest.raises(ValueError):
             env.step(actions)
@@ -171,13 +200,16 @@ def test_other_dtypes_match_float32(env_variant, dtype):
     # Values every dtype represents exactly: the corners of the box (0 and 1 for a unit box).
     for step in range(2):
         corner = "low" if step == 0 else "high"
-        actions = {a: getattr(cast.action_space(a), corner) for a in cast.agents}
+        actions = {a: getattr(cast.action_space(a), corner) for a in box_agents(cast)}
+        if not actions:
+            pytest.skip("no agent has a Box action space")
         converted = {agent: np.asarray(value).astype(dtype) for agent, value in actions.items()}
         if not all(np.array_equal(converted[a].astype(np.float32), actions[a]) for a in actions):
             pytest.skip(f"the {corner} corner is not representable in {np.dtype(dtype)}")
+        others = {a: v for a, v in middle_actions(cast).items() if a not in actions}
         assert_step_results_equal(
-            cast.step(converted),
-            reference.step({a: v.astype(np.float32) for a, v in actions.items()}),
+            cast.step({**converted, **others}),
+            reference.step({**{a: v.astype(np.float32) for a, v in actions.items()}, **others}),
             f"step {step} with {np.dtype(dtype)} actions",
         )
 
@@ -198,6 +230,8 @@ def test_out_of_box_actions_clipped(env_variant, outside, inside):
     env = reset_env(env_variant)
     reference = reset_env(env_variant)
     agents = box_agents(env)
+    if not agents:
+        pytest.skip("no agent has a Box action space")
     target = agents[len(agents) // 2]
     expected_count = dict.fromkeys(env.agents, 0)
     for step in range(3):
@@ -219,8 +253,11 @@ def test_out_of_box_actions_clipped(env_variant, outside, inside):
             )
         assert result[1] == expected[1], f"step {step}: rewards {result[1]} vs {expected[1]}"
         for agent in result[0]:
-            assert np.array_equal(result[0][agent], expected[0][agent]), (
-                f"step {step} {agent}: {result[0][agent].tolist()} vs {expected[0][agent].tolist()}"
+            first, second = result[0][agent], expected[0][agent]
+            if isinstance(first, dict):
+                first, second = first["observation"], second["observation"]
+            assert np.array_equal(first, second), (
+                f"step {step} {agent}: {first.tolist()} vs {second.tolist()}"
             )
         if not env.agents:
             break
@@ -228,9 +265,15 @@ def test_out_of_box_actions_clipped(env_variant, outside, inside):
 
 def test_clipped_count_resets_each_episode(env_variant):
     env = reset_env(env_variant)
-    actions = {agent: np.full_like(value, 5.0) for agent, value in middle_actions(env).items()}
+    boxes = box_agents(env)
+    if not boxes:
+        pytest.skip("no agent has a Box action space")
+    actions = {
+        agent: np.full_like(value, 5.0) if agent in boxes else value
+        for agent, value in middle_actions(env).items()
+    }
     info = env.step(actions)[4]
-    assert all(info[agent]["clipped_actions"] == 1 for agent in info), info
+    assert all(info[agent]["clipped_actions"] == 1 for agent in boxes), info
     env.reset(seed=SEED)
     info = env.step(middle_actions(env))[4]
     assert all(info[agent]["clipped_actions"] == 0 for agent in info), info
@@ -265,3 +308,57 @@ def test_any_finite_action_clipped_like_numpy(value, index):
     assert result[1] == expected[1], f"action {value!r}: rewards {result[1]} vs {expected[1]}"
     count = result[4][agent]["clipped_actions"]
     assert count == int(outside), f"action {value!r}: clipped_actions {count}"
+
+
+# --------------------------------------------------------------------------------------------
+# Discrete actions and action masks.
+
+
+@pytest.mark.parametrize(
+    ("case", "make_bad"),
+    [
+        ("above the range", lambda space, masked: space.start + space.n),
+        ("below the range", lambda space, masked: space.start - 1),
+        ("not an integer", lambda space, masked: space.start + 0.5),
+        ("nan", lambda space, masked: np.nan),
+        ("two entries", lambda space, masked: np.array([space.start, space.start])),
+        ("string", lambda space, masked: "local"),
+        ("masked off", lambda space, masked: masked),
+    ],
+)
+def test_invalid_discrete_action_raises(env_variant, case, make_bad):
+    env = reset_env(env_variant)
+    agents = discrete_agents(env)
+    if not agents:
+        pytest.skip("no agent has a Discrete action space")
+    tested = 0
+    for agent in agents:
+        space = env.action_space(agent)
+        allowed = allowed_actions(env, agent)
+        masked = sorted(set(range(space.start, space.start + space.n)) - set(allowed.tolist()))
+        if case == "masked off" and not masked:
+            continue
+        actions = middle_actions(env)
+        actions[agent] = make_bad(space, masked[0] if masked else None)
+        with pytest.raises(ValueError) as error:
+            env.step(actions)
+        message = str(error.value)
+        assert agent in message, f"{case} action of {agent}: message {message!r}"
+        tested += 1
+    if tested == 0:
+        pytest.skip(f"no agent has a {case} action here")
+
+
+def test_discrete_integral_floats_accepted(env_variant):
+    env = reset_env(env_variant)
+    reference = reset_env(env_variant)
+    agents = discrete_agents(env)
+    if not agents:
+        pytest.skip("no agent has a Discrete action space")
+    actions = middle_actions(env)
+    as_floats = {
+        agent: np.float64(value) if agent in agents else value for agent, value in actions.items()
+    }
+    assert_step_results_equal(
+        env.step(as_floats), reference.step(actions), "integral float actions"
+    )

@@ -20,6 +20,7 @@ from stable_baselines3.common.vec_env import VecCheckNan, VecMonitor, VecNormali
 
 import ledgerzoo
 from ledgerzoo import registry
+from ledgerzoo.envs.core import keys
 from ledgerzoo.envs.core.seeding import instance_seeds
 from ledgerzoo.envs.core.vector import RoleVecEnv
 from tests.conftest import LEDGER_VARIANT
@@ -31,16 +32,49 @@ SEED = 1234
 Policy = Callable[[np.ndarray], np.ndarray]
 
 
-def deterministic_policy(space: gymnasium.spaces.Box) -> Policy:
-    """Build a frozen policy whose actions depend on the observation and stay inside ``space``."""
+def deterministic_policy(space: gymnasium.spaces.Space) -> Policy:
+    """Build a frozen policy whose actions depend on the observation and stay inside ``space``
+    (and inside the action masks, for a Discrete space)."""
 
-    def act(observations: np.ndarray) -> np.ndarray:
+    def act(observations: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
         signal = (np.tanh(observations.astype(np.float64).sum(axis=-1)) + 1.0) / 2.0
+        if isinstance(space, gymnasium.spaces.Discrete):
+            allowed = np.ones((*signal.shape, space.n), bool) if masks is None else masks
+            return pick_allowed(allowed, signal) + space.start
         shape = (*observations.shape[:-1], *space.shape)
         fraction = np.broadcast_to(signal.reshape(*signal.shape, *([1] * len(space.shape))), shape)
         return (space.low + fraction * (space.high - space.low)).astype(np.float32)
 
     return act
+
+
+def pick_allowed(masks: np.ndarray, fraction: np.ndarray) -> np.ndarray:
+    """Pick the allowed choice at ``fraction`` of each row's allowed choices, (...) int64."""
+    counts = masks.sum(axis=-1)
+    position = np.minimum((fraction * counts).astype(np.int64), counts - 1)
+    ranks = np.cumsum(masks, axis=-1) - 1
+    return np.argmax(masks & (ranks == position[..., None]), axis=-1).astype(np.int64)
+
+
+def random_actions(venv: RoleVecEnv, rng: np.random.Generator) -> np.ndarray:
+    """Draw every slot's action: uniform in a Box, uniform among the allowed Discrete choices."""
+    space = venv.action_space
+    if isinstance(space, gymnasium.spaces.Discrete):
+        masks = venv.action_masks() if venv.role.name in venv.market.masked_roles else None
+        allowed = np.ones((venv.num_envs, space.n), bool) if masks is None else masks
+        return pick_allowed(allowed, rng.random(venv.num_envs)) + space.start
+    actions = rng.uniform(space.low, space.high, (venv.num_envs, *space.shape))
+    return actions.astype(np.float32)
+
+
+def fixed_actions(venv: RoleVecEnv, value: float) -> np.ndarray:
+    """Every slot plays ``value`` in its Box, or the allowed choice at that fraction."""
+    space = venv.action_space
+    if isinstance(space, gymnasium.spaces.Discrete):
+        masks = venv.action_masks() if venv.role.name in venv.market.masked_roles else None
+        allowed = np.ones((venv.num_envs, space.n), bool) if masks is None else masks
+        return pick_allowed(allowed, np.full(venv.num_envs, value)) + space.start
+    return np.full((venv.num_envs, *space.shape), value, dtype=np.float32)
 
 
 def build_vector(
@@ -84,7 +118,8 @@ def vector_cases() -> list[Any]:
             if keyword in parameters:
                 variants.append({keyword: "learned"})
                 if "ledger" in parameters:
-                    variants.append({keyword: "learned", **LEDGER_VARIANT})
+                    ledger_kwargs = {k: v for k, v in LEDGER_VARIANT.items() if k in parameters}
+                    variants.append({keyword: "learned", **ledger_kwargs})
         for kwargs in variants:
             market = module.market_class(num_instances=1, **kwargs)
             for role in market.roles:
@@ -93,6 +128,13 @@ def vector_cases() -> list[Any]:
                     pytest.param(name, role.name, kwargs, id=f"{name}-{role.name}-{label}")
                 )
     return cases
+
+
+def vector_of(observation: Any) -> np.ndarray:
+    """The observation vector of an agent: the ``observation`` entry of a Dict observation."""
+    if isinstance(observation, dict):
+        return np.asarray(observation["observation"])
+    return np.asarray(observation)
 
 
 class ParallelMirror:
@@ -107,8 +149,15 @@ class ParallelMirror:
     def role_agents(self, role: str) -> list[str]:
         return [a for a in self.env.possible_agents if a.rpartition("_")[0] == role]
 
-    def stack(self, role: str, observations: dict[str, np.ndarray]) -> np.ndarray:
-        return np.stack([observations[agent] for agent in self.role_agents(role)])
+    def stack(self, role: str, observations: dict[str, Any]) -> np.ndarray:
+        return np.stack([vector_of(observations[agent]) for agent in self.role_agents(role)])
+
+    def masks(self, role: str) -> np.ndarray | None:
+        first = self.observations[self.role_agents(role)[0]]
+        if not isinstance(first, dict):
+            return None
+        agents = self.role_agents(role)
+        return np.stack([self.observations[agent]["action_mask"] for agent in agents]).astype(bool)
 
     def _step(self, own_actions: np.ndarray | None) -> tuple[float | np.ndarray, bool]:
         market = self.env.market
@@ -119,9 +168,17 @@ class ParallelMirror:
             if role.name == self.role and own_actions is not None:
                 batch = own_actions
             elif role.name in acting and role.name in self.policies:
-                batch = self.policies[role.name](self.stack(role.name, self.observations)[None])[0]
+                masks = self.masks(role.name)
+                observations = self.stack(role.name, self.observations)[None]
+                if masks is None:
+                    batch = self.policies[role.name](observations)[0]
+                else:
+                    batch = self.policies[role.name](observations, masks[None])[0]
+            elif self.masks(role.name) is not None:
+                # As RoleVecEnv does: the first allowed choice.
+                batch = np.argmax(self.masks(role.name), axis=1) + role.action_space.start
             else:
-                batch = np.zeros((role.count, *role.action_space.shape), dtype=np.float32)
+                batch = role.zero_actions(1)[0]
             actions.update(zip(agents, batch, strict=True))
         observations, rewards, _, truncations, _ = self.env.step(actions)
         self.observations = observations
@@ -181,9 +238,9 @@ def test_vector_matches_parallel_env(name, role, kwargs):
     rng = np.random.default_rng(0)
     space = venv.action_space
     episodes_done = 0
+    del space
     for step in range(2 * MAX_CYCLES + 2):
-        actions = rng.uniform(space.low, space.high, (venv.num_envs, *space.shape))
-        actions = actions.astype(np.float32)
+        actions = random_actions(venv, rng)
         observations, rewards, dones, infos = venv.step(actions)
         for b, mirror in enumerate(mirrors):
             slots = slice(b * count, (b + 1) * count)
@@ -218,8 +275,7 @@ def test_horizon_infos_mark_truncation(name, role, kwargs):
     venv.seed(SEED)
     venv.reset()
     for step in range(MAX_CYCLES):
-        actions = np.full((venv.num_envs, *venv.action_space.shape), 0.5, dtype=np.float32)
-        _, _, dones, infos = venv.step(actions)
+        _, _, dones, infos = venv.step(fixed_actions(venv, 0.5))
         last = step == MAX_CYCLES - 1
         assert dones.tolist() == [last] * venv.num_envs, f"step {step}: dones {dones.tolist()}"
         for slot, info in enumerate(infos):
@@ -253,9 +309,7 @@ def test_vector_shapes_and_dtypes(name, role, kwargs):
             assert venv.observation_space.contains(observation), (
                 f"step {step} slot {slot}: {observation.tolist()} outside {venv.observation_space}"
             )
-        actions = np.stack([venv.action_space.sample() for _ in range(venv.num_envs)])
-        venv.action_space.seed(int(rng.integers(1 << 31)))
-        observations, rewards, dones, infos = venv.step(actions)
+        observations, rewards, dones, infos = venv.step(random_actions(venv, rng))
         assert rewards.shape == (venv.num_envs,), f"step {step}: rewards {rewards.shape}"
         assert rewards.dtype == np.float32, f"step {step}: rewards {rewards.dtype}"
         assert np.all(np.isfinite(rewards)), f"step {step}: rewards {rewards.tolist()}"
@@ -272,9 +326,9 @@ def test_sb3_wrappers_accept_vector(name, role, kwargs):
     wrapped.seed(SEED)
     wrapped.reset()
     episode_infos = 0
+    rng = np.random.default_rng(2)
     for _ in range(MAX_CYCLES * 2):
-        actions = np.stack([venv.action_space.sample() for _ in range(venv.num_envs)])
-        infos = wrapped.step(actions)[3]
+        infos = wrapped.step(random_actions(venv, rng))[3]
         episode_infos += sum("episode" in info for info in infos)
     assert episode_infos == 2 * venv.num_envs, f"VecMonitor reported {episode_infos} episodes"
     assert wrapped.get_attr("render_mode") == [None] * venv.num_envs
@@ -289,9 +343,8 @@ def test_vector_seed_reproduces(vector_env_name):
         venv, _ = build_vector(vector_env_name, role, {"max_cycles": MAX_CYCLES})
         venv.seed(seed)
         trace = [venv.reset()]
-        actions = np.full((venv.num_envs, *venv.action_space.shape), 0.3, dtype=np.float32)
         for _ in range(MAX_CYCLES + 1):
-            trace.extend(venv.step(actions)[:2])
+            trace.extend(venv.step(fixed_actions(venv, 0.3))[:2])
         return trace
 
     first, second, other = rollout(5), rollout(5), rollout(6)
@@ -319,10 +372,11 @@ def test_learned_follower_step_is_round(vector_env_name):
     calls: dict[str, list[np.ndarray]] = {role.name: [] for role in others}
 
     def make_policy(role: Any) -> Policy:
-        def act(observations: np.ndarray) -> np.ndarray:
+        policy = deterministic_policy(role.action_space)
+
+        def act(observations: np.ndarray, *masks: np.ndarray) -> np.ndarray:
             calls[role.name].append(observations.copy())
-            shape = (*observations.shape[:-1], *role.action_space.shape)
-            return np.full(shape, 0.4, dtype=np.float32)
+            return policy(observations, *masks)
 
         return act
 
@@ -330,10 +384,9 @@ def test_learned_follower_step_is_round(vector_env_name):
     venv.seed(0)
     venv.reset()
     assert all(not received for received in calls.values()), "a follower acted before the leaders"
-    actions = np.full((venv.num_envs, *venv.action_space.shape), 0.5, dtype=np.float32)
     for round_index in range(3):
         before = market.round
-        _, rewards, dones, _ = venv.step(actions)
+        _, rewards, dones, _ = venv.step(fixed_actions(venv, 0.5))
         for role in others:
             received = calls[role.name]
             assert len(received) == round_index + 1, (
@@ -343,7 +396,13 @@ def test_learned_follower_step_is_round(vector_env_name):
         if round_index < 2:
             assert market.round == before + 1, f"round {round_index}: market round {market.round}"
             assert market.acting_roles() == (leader,), f"round {round_index}"
-        assert np.all(rewards != 0.0), f"round {round_index}: {leader} unpaid {rewards.tolist()}"
+        # The leaders are paid the utilities of the round that their step settled.
+        settled = venv.settled_step
+        assert settled is not None, f"round {round_index}: no settled step"
+        paid = settled.infos[leader][keys.UTILITY] * market.reward_scale
+        assert np.array_equal(rewards, paid.reshape(-1).astype(np.float32)), (
+            f"round {round_index}: {leader} rewards {rewards.tolist()}, utilities {paid.tolist()}"
+        )
         assert dones.all() == (round_index == 2), f"round {round_index}: dones {dones.tolist()}"
 
 
@@ -368,7 +427,7 @@ def test_vector_invalid_actions_name_instance(vector_env_name):
     role = first_role(vector_env_name)
     venv, _ = build_vector(vector_env_name, role, {"max_cycles": MAX_CYCLES})
     venv.reset()
-    actions = np.full((venv.num_envs, *venv.action_space.shape), 0.5, dtype=np.float32)
+    actions = fixed_actions(venv, 0.5).astype(np.float64)
     actions[-1] = np.nan
     count = venv.role.count
     with pytest.raises(ValueError, match=f"{role}_{count - 1} in instance {BATCH - 1}"):
@@ -381,7 +440,13 @@ def test_ppo_learns_on_vector(vector_env_name):
 
     role = first_role(vector_env_name)
     venv, _ = build_vector(vector_env_name, role, {"max_cycles": MAX_CYCLES}, batch=2)
-    model = PPO("MlpPolicy", venv, n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    if venv.role.name in venv.market.masked_roles:
+        from sb3_contrib import MaskablePPO as algorithm
+    else:
+        algorithm = PPO
+    model = algorithm("MlpPolicy", venv, n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=2 * 8 * venv.num_envs)
-    actions, _ = model.predict(venv.reset(), deterministic=True)
+    observations = venv.reset()
+    kwargs = {"action_masks": venv.action_masks()} if algorithm is not PPO else {}
+    actions, _ = model.predict(observations, deterministic=True, **kwargs)
     assert actions.shape == (venv.num_envs, *venv.action_space.shape)

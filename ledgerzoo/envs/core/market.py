@@ -12,12 +12,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium
 import numpy as np
 
 from ledgerzoo.envs.core import keys
-from ledgerzoo.envs.core.actions import validate_box_actions
+from ledgerzoo.envs.core.actions import validate_box_actions, validate_discrete_actions
 
 FOLLOWER_MODES = ("analytic", "learned")
 
@@ -30,17 +31,30 @@ class Role:
         name: Role name, the prefix of its agents' names (``lender`` gives lender_0, ...).
         count: Number of agents of the role.
         observation_space: Observation space of one agent.
-        action_space: Action space of one agent.
+        action_space: Action space of one agent: a float32 Box, or a Discrete choice.
     """
 
     name: str
     count: int
     observation_space: gymnasium.spaces.Box
-    action_space: gymnasium.spaces.Box
+    # A Box or a Discrete space. Typed Any because code reads the attributes of either kind
+    # after checking is_discrete.
+    action_space: Any
 
     def agent_names(self) -> list[str]:
         """Names of the role's agents, ``<role>_<index>``."""
         return [f"{self.name}_{index}" for index in range(self.count)]
+
+    @property
+    def is_discrete(self) -> bool:
+        """Whether the role's actions are Discrete choices (else Box vectors)."""
+        return isinstance(self.action_space, gymnasium.spaces.Discrete)
+
+    def zero_actions(self, batch: int) -> np.ndarray:
+        """Actions of B instances that fill in for a role that does not act: 0 everywhere."""
+        if self.is_discrete:
+            return np.full((batch, self.count), int(self.action_space.start), dtype=np.int64)
+        return np.zeros((batch, self.count, *self.action_space.shape), dtype=np.float32)
 
 
 @dataclass
@@ -81,6 +95,9 @@ class BatchedMarket(ABC):
     name: str = ""
     #: Roles whose posted rates count in the evaluator's rate error (their decisions are rates).
     rate_roles: tuple[str, ...] = ()
+    #: Discrete roles with action masks: :meth:`action_masks` returns theirs, and the
+    #: PettingZoo face gives their agents Dict observations with an ``action_mask``.
+    masked_roles: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -155,6 +172,13 @@ class BatchedMarket(ABC):
     ) -> dict[str, np.ndarray]:
         """Myopic best responses per role computed from observations alone (B, count, act_dim)."""
 
+    def action_masks(self) -> dict[str, np.ndarray]:
+        """Allowed actions of the Discrete roles that have masks, (B, count, n) bool per role.
+
+        Markets with masked choices override it; by default no role has a mask.
+        """
+        return {}
+
     def render_text(self) -> str:
         """Describe the last step of instance 0 as text; markets override it with a table."""
         return f"{self.name}  round {self.round}/{self.max_cycles}  phase {self.phase}"
@@ -192,8 +216,9 @@ class BatchedMarket(ABC):
         """Step every instance once.
 
         Args:
-            actions: Role name -> actions (B, count, act_dim) for every role. Actions of roles
-                that do not act in this phase are validated but have no effect.
+            actions: Role name -> actions (B, count, act_dim) for every role, or (B, count)
+                integers for a Discrete role. Actions of roles that do not act in this phase
+                are validated, against the action masks too, but have no effect.
             agent_names: Whether error messages should name agents without an instance index
                 (the PettingZoo face, B = 1).
 
@@ -202,20 +227,28 @@ class BatchedMarket(ABC):
 
         Raises:
             KeyError: If a role is missing from ``actions``.
-            ValueError: If an action is NaN, infinite or wrongly shaped.
+            ValueError: If an action is NaN, infinite or wrongly shaped, or a Discrete action
+                is out of range or masked off.
         """
         if self.round >= self.max_cycles:
             raise RuntimeError("the episode is over: call reset() before step()")
         clean: dict[str, np.ndarray] = {}
         clipped: dict[str, np.ndarray] = {}
+        masks = self.action_masks()
         for role in self.roles:
             if role.name not in actions:
                 raise KeyError(
                     f"missing actions for role {role.name!r}; got roles {sorted(actions)}"
                 )
-            clean[role.name], clipped[role.name] = validate_box_actions(
-                actions[role.name], role, single_instance=agent_names
-            )
+            if role.is_discrete:
+                clean[role.name] = validate_discrete_actions(
+                    actions[role.name], role, masks.get(role.name), single_instance=agent_names
+                )
+                clipped[role.name] = np.zeros((self.num_instances, role.count), dtype=np.int64)
+            else:
+                clean[role.name], clipped[role.name] = validate_box_actions(
+                    actions[role.name], role, single_instance=agent_names
+                )
         # Count clipped actions only once every role's actions are valid, so that a rejected
         # step leaves the episode unchanged.
         for name, count in clipped.items():

@@ -34,24 +34,42 @@ class MarketParallelEnv(ParallelEnv):
             raise ValueError(
                 f"the PettingZoo face steps one instance, got a market of {market.num_instances}"
             )
-        if render_mode is not None and render_mode not in RENDER_MODES:
+        modes = list(self.metadata.get("render_modes", RENDER_MODES))
+        if render_mode is not None and render_mode not in modes:
             raise ValueError(
-                f"invalid render_mode {render_mode!r}; expected None or one of {list(RENDER_MODES)}"
+                f"invalid render_mode {render_mode!r}; expected None or one of {modes}"
             )
         self.market = market
         self.render_mode = render_mode
         self.possible_agents = [name for role in market.roles for name in role.agent_names()]
         self.agents: list[str] = []
         self._agent_role: dict[str, tuple[str, int]] = {}
-        self._observation_spaces: dict[str, gymnasium.spaces.Box] = {}
-        self._action_spaces: dict[str, gymnasium.spaces.Box] = {}
+        self._observation_spaces: dict[str, gymnasium.spaces.Space] = {}
+        self._action_spaces: dict[str, gymnasium.spaces.Space] = {}
         for role in market.roles:
+            space: gymnasium.spaces.Space = role.observation_space
+            if role.name in market.masked_roles:
+                # As PettingZoo's classic envs do: the observation and the legal actions.
+                space = gymnasium.spaces.Dict(
+                    {
+                        "observation": role.observation_space,
+                        "action_mask": gymnasium.spaces.Box(
+                            0,
+                            1,
+                            shape=(int(role.action_space.n),),
+                            dtype=np.int8,
+                        ),
+                    }
+                )
             for index, name in enumerate(role.agent_names()):
                 self._agent_role[name] = (role.name, index)
-                self._observation_spaces[name] = role.observation_space
+                self._observation_spaces[name] = space
                 self._action_spaces[name] = role.action_space
-        # The space of state(): every agent's observation space, in possible_agents order.
-        agent_spaces = [self._observation_spaces[name] for name in self.possible_agents]
+        # The space of state(): every agent's observation vector, in possible_agents order.
+        agent_spaces = [
+            self.market.role(self._agent_role[name][0]).observation_space
+            for name in self.possible_agents
+        ]
         self.state_space = gymnasium.spaces.Box(
             low=np.concatenate([space.low.ravel() for space in agent_spaces]),
             high=np.concatenate([space.high.ravel() for space in agent_spaces]),
@@ -59,11 +77,11 @@ class MarketParallelEnv(ParallelEnv):
         )
         self._last_step: MarketStep | None = None
 
-    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
+    def observation_space(self, agent: str) -> gymnasium.spaces.Space:
         """Return the agent's observation space (the same object on every call)."""
         return self._observation_spaces[self._check_agent(agent)]
 
-    def action_space(self, agent: str) -> gymnasium.spaces.Box:
+    def action_space(self, agent: str) -> gymnasium.spaces.Space:
         """Return the agent's action space (the same object on every call)."""
         return self._action_spaces[self._check_agent(agent)]
 
@@ -167,20 +185,28 @@ class MarketParallelEnv(ParallelEnv):
             raise ValueError(
                 f"invalid action for {agent}: {action!r} is not numeric; expected values in {space}"
             )
+        if isinstance(space, gymnasium.spaces.Discrete) and array.shape in ((1,), (1, 1)):
+            array = array.reshape(())  # a one-element array is read as its value
         if array.shape != space.shape:
             raise ValueError(
                 f"invalid action for {agent}: shape {array.shape} (value {array.tolist()}); "
                 f"expected shape {space.shape} in {space}"
             )
-        # The market checks finiteness, clips and casts to float32 (actions.validate_box_actions).
+        # The market checks the values (ledgerzoo.envs.core.actions).
         return array
 
-    def _split_observations(self, observations: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {
-            name: observations[role.name][0, index]
-            for role in self.market.roles
-            for index, name in enumerate(role.agent_names())
-        }
+    def _split_observations(self, observations: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        masks = self.market.action_masks()
+        split: dict[str, Any] = {}
+        for role in self.market.roles:
+            for index, name in enumerate(role.agent_names()):
+                observation = observations[role.name][0, index]
+                if role.name in self.market.masked_roles:
+                    mask = masks[role.name][0, index].astype(np.int8)
+                    split[name] = {"observation": observation, "action_mask": mask}
+                else:
+                    split[name] = observation
+        return split
 
 
 def _agent_info(role_infos: Mapping[str, np.ndarray], index: int) -> dict[str, Any]:

@@ -28,7 +28,8 @@ _vec_env = require("stable_baselines3.common.vec_env", "the vector env")
 VecEnv = _vec_env.VecEnv
 
 #: A frozen policy of another role: observations (B, count, obs_dim) -> actions (B, count, ...).
-RolePolicy = Callable[[np.ndarray], np.ndarray]
+#: For a role with action masks it is called with the masks (B, count, n) as a second argument.
+RolePolicy = Callable[..., np.ndarray]
 
 
 class RoleVecEnv(VecEnv):  # type: ignore[misc, valid-type]
@@ -96,6 +97,7 @@ class RoleVecEnv(VecEnv):  # type: ignore[misc, valid-type]
         if self._actions is None:
             raise RuntimeError("step_wait() called before step_async()")
         batch = self.market.num_instances
+        # Discrete actions keep their dtype: the market checks that they are integral.
         own = self._actions.reshape((batch, self._count, *self.role.action_space.shape))
         self._actions = None
         result = self._market_step(own)
@@ -119,7 +121,20 @@ class RoleVecEnv(VecEnv):  # type: ignore[misc, valid-type]
     def close(self) -> None:
         """Release resources (none are held)."""
 
+    def action_masks(self) -> np.ndarray:
+        """Allowed actions of every slot, (num_envs, n) bool, for sb3-contrib's MaskablePPO.
+
+        Raises:
+            AttributeError: If the role has no action masks.
+        """
+        if self.role.name not in self.market.masked_roles:
+            raise AttributeError(f"role {self.role.name!r} has no action masks")
+        masks = self.market.action_masks()[self.role.name]
+        return masks.reshape(self.num_envs, masks.shape[-1])
+
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        if attr_name == "action_masks" and self.role.name not in self.market.masked_roles:
+            raise AttributeError(f"role {self.role.name!r} has no action masks")
         value = (
             getattr(self, attr_name)
             if hasattr(self, attr_name)
@@ -133,6 +148,10 @@ class RoleVecEnv(VecEnv):  # type: ignore[misc, valid-type]
     def env_method(
         self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any
     ) -> list[Any]:
+        if method_name == "action_masks":
+            # One mask per slot, as sb3-contrib's get_action_masks stacks them.
+            masks = self.action_masks()
+            return [masks[index] for index in self._indices(indices)]
         result = getattr(self.market, method_name)(*method_args, **method_kwargs)
         return [result] * len(self._indices(indices))
 
@@ -149,12 +168,14 @@ class RoleVecEnv(VecEnv):  # type: ignore[misc, valid-type]
             if role.name == self.role.name and own_actions is not None:
                 actions[role.name] = own_actions
             elif role.name in acting and role.name in self.other_policies:
-                actions[role.name] = self.other_policies[role.name](self._observations[role.name])
+                policy = self.other_policies[role.name]
+                observations = self._observations[role.name]
+                if role.name in self.market.masked_roles:
+                    actions[role.name] = policy(observations, self.market.action_masks()[role.name])
+                else:
+                    actions[role.name] = policy(observations)
             else:
-                actions[role.name] = np.zeros(
-                    (self.market.num_instances, role.count, *role.action_space.shape),
-                    dtype=np.float32,
-                )
+                actions[role.name] = self._idle_actions(role)
         result = self.market.step(actions)
         self._observations = result.observations
         self.last_step = result
@@ -172,6 +193,15 @@ class RoleVecEnv(VecEnv):  # type: ignore[misc, valid-type]
             result = self._market_step(None)
             rewards += result.rewards[self.role.name]
         return rewards
+
+    def _idle_actions(self, role: Any) -> np.ndarray:
+        """Actions for a role whose actions have no effect now: 0, or its first allowed action."""
+        actions = role.zero_actions(self.market.num_instances)
+        if role.name in self.market.masked_roles:
+            actions = np.argmax(self.market.action_masks()[role.name], axis=2) + int(
+                role.action_space.start
+            )
+        return actions
 
     def _flatten(self, values: np.ndarray) -> np.ndarray:
         return values.reshape(self.num_envs, *values.shape[2:])
