@@ -171,3 +171,8 @@ register(
     "ledgerzoo.envs.lending_one_to_many_v0",
     "One borrower sets rates, N lenders decide how much to invest (Stackelberg, borrower leads).",
 )
+register(
+    "offloading_v0",
+    "ledgerzoo.envs.offloading_v0",
+    "IIoT devices offload tasks to edge servers or the cloud over multi-hop routes (potential game).",
+)

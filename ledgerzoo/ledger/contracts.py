@@ -64,7 +64,15 @@ class LoanBook:
         #: Repayments each account lost as lender to defaults (coins).
         self.lost_amount = np.zeros((ledger.num_instances, ledger.num_accounts))
 
-    def open(self, lender: Any, borrower: Any, principal: Any, rate: Any, term: int) -> np.ndarray:
+    def open(
+        self,
+        lender: Any,
+        borrower: Any,
+        principal: Any,
+        rate: Any,
+        term: int,
+        payee: Any = None,
+    ) -> np.ndarray:
         """Open up to K loans per instance, one for each entry whose ``principal`` is above 0.
 
         Each principal moves lender -> borrower as a LOAN_PRINCIPAL transaction, in order
@@ -77,6 +85,9 @@ class LoanBook:
             principal: Coins, broadcastable to (B, K); 0 opens nothing.
             rate: Interest rate per term, broadcastable to (B, K).
             term: Rounds until maturity (>= 1).
+            payee: Account the principal is paid to, broadcastable like ``lender``; by
+                default the borrower. A loan that pays the borrower's bill directly (credit)
+                names the bill's payee, and the borrower still owes the repayment.
 
         Returns:
             Each loan's slot, or -1 where none was opened; (B, K), or (B,) for (B,) inputs.
@@ -84,7 +95,9 @@ class LoanBook:
         if term < 1:
             raise ValueError(f"loan term must be at least 1 round, got {term}")
         batch = self.ledger.num_instances
-        one_column = all(np.ndim(value) <= 1 for value in (lender, borrower, principal, rate))
+        one_column = all(
+            np.ndim(value) <= 1 for value in (lender, borrower, principal, rate, payee)
+        )
         lender_array = _as_columns(lender, np.int64, batch)
         borrower_array = _as_columns(borrower, np.int64, batch)
         principal_array = _as_columns(principal, np.float64, batch)
@@ -96,6 +109,11 @@ class LoanBook:
             np.broadcast_to(value, shape)
             for value in (lender_array, borrower_array, principal_array, rate_array)
         )
+        payee_array = (
+            borrower_array
+            if payee is None
+            else np.broadcast_to(_as_columns(payee, np.int64, batch), shape)
+        )
 
         # The j-th requested loan of an instance takes its j-th free slot.
         free = self.status != LOAN_ACTIVE
@@ -105,7 +123,7 @@ class LoanBook:
         free_slots = np.argsort(~free, axis=1, kind="stable")
         slot = np.take_along_axis(free_slots, np.clip(request_rank, 0, free.shape[1] - 1), axis=1)
         submission = self.ledger.submit(
-            lender_array, borrower_array, principal_array, Kind.LOAN_PRINCIPAL, where=requested
+            lender_array, payee_array, principal_array, Kind.LOAN_PRINCIPAL, where=requested
         )
         opened = requested & submission.accepted
         rows, columns = np.nonzero(opened)

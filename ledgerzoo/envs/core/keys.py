@@ -51,3 +51,14 @@ LOST_TO_DEFAULT = "lost_to_default"  # repayments a lender lost to defaults this
 DEFAULTED = "defaulted"  # repayments the borrower failed to pay this round
 DEFAULTS = "defaults"  # the borrower's defaults so far this episode (a count, public)
 DATA_BOUGHT = "data_bought"  # whether the borrower bought this round's data
+
+# Computation offloading.
+ACTION = "action"  # a device's choice: 0 local, 1 + k edge k, 1 + K + k the cloud via edge k
+COST = "cost"  # a device's cost this round (coins)
+TOTAL_COST = "total_cost"  # the sum of every device's cost this round (coins)
+OPTIMUM_COST = "optimum_cost"  # the minimum total cost (coins), exact or a local-search bound
+RELAY_INCOME = "relay_income"  # fees a device earned as a relay this round (coins)
+TASK_FAILED = "task_failed"  # whether the edge failed the device's task this round
+INTEREST = "interest"  # interest a device owes on this round's bank loans (coins)
+TASKS = "tasks"  # tasks an edge ran this round
+BEST_RESPONSE_ACTION = "best_response_action"  # the action attaining BEST_RESPONSE_UTILITY
