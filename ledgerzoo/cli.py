@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ledgerzoo import __version__, registry
 from ledgerzoo.training.config import ConfigError, load_config
@@ -102,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
         "--method",
         default=None,
         help="solver method of the market: best_response (default) or gradient for "
-        "lending_one_to_one_v0; reference (default) or psi for lending_one_to_many_v0",
+        "lending_one_to_one_v0; reference (default) or psi for lending_one_to_many_v0; "
+        "best_response for offloading_v0",
     )
     solve.add_argument(
         "--seed", type=int, help="seed of parameters drawn from ranges (default: eval.seed)"
@@ -192,6 +194,9 @@ def _solve(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2, allow_nan=False))
         return 0
+    if "profile" in result:
+        _print_profile(result)
+        return 0
     print(
         f"{result['env']}: equilibrium by {result['method']} in {result['iterations']} iterations"
         f" (converged: {result['converged']})"
@@ -208,6 +213,38 @@ def _solve(args: argparse.Namespace) -> int:
         print(f"raise {'succeeded' if result['feasible'] else 'failed'}")
     print(f"borrower utility {result['borrower_utility']:.5f}, welfare {result['welfare']:.5f}")
     return 0
+
+
+def _print_profile(result: dict[str, Any]) -> None:
+    """Print an offloading equilibrium: each device's action and cost, then the totals."""
+    print(
+        f"{result['env']}: Nash equilibrium by asynchronous best response in {result['moves']} "
+        f"moves (converged: {result['converged']})"
+    )
+    if result.get("drawn_parameters"):
+        print(f"topology and tasks drawn with seed {result['seed']}")
+    if "pricing" in result:
+        prices = ", ".join(f"{price * 1e9:.4g}" for price in result["pricing"]["prices"])
+        print(f"edge prices (coins per gigacycle): {prices}")
+    n_edges = result["game"]["n_edges"]
+    print(f"{'device':<10}{'action':>16}{'cost':>12}")
+    for index, (action, cost) in enumerate(zip(result["profile"], result["costs"], strict=True)):
+        print(f"{'device_' + str(index):<10}{_action_name(action, n_edges):>16}{cost:>12.5f}")
+    optimum = result["social_optimum"]
+    kind = "exact" if optimum["exact"] else "local-search bound"
+    print(f"total cost {result['total_cost']:.5f}, optimum ({kind}) {optimum['total_cost']:.5f}")
+    if "price_of_anarchy" in result:
+        print(f"price of anarchy {result['price_of_anarchy']:.5f}")
+    baselines = ", ".join(f"{name} {cost:.5f}" for name, cost in result["baselines"].items())
+    print(f"baselines: {baselines}")
+
+
+def _action_name(action: int, n_edges: int) -> str:
+    if action == 0:
+        return "local"
+    if action <= n_edges:
+        return f"edge {action - 1}"
+    return f"cloud via {action - 1 - n_edges}"
 
 
 def _list(args: argparse.Namespace) -> int:

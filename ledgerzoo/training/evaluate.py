@@ -267,6 +267,7 @@ def round_metrics(
     if keys.RAISE_FAILED in first:
         metrics["failure_rate"] = float(bool(first[keys.RAISE_FAILED]))
     metrics.update(_ledger_metrics(infos))
+    metrics.update(_cost_metrics(infos))
     metrics.update(_nash_conv(infos, "nash_conv", "normalized_nash_conv"))
     roles = sorted({role_of(agent) for agent in infos})
     if len(roles) > 1:
@@ -292,12 +293,53 @@ def _ledger_metrics(infos: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     if borrowers:
         defaulted = float(borrowers[0][keys.DEFAULTED])
         lent = float(borrowers[0][keys.BORROWED])
-    else:
+    elif any(keys.LENT in info for info in infos.values()):
         defaulted = sum(float(info.get(keys.LOST_TO_DEFAULT, 0.0)) for info in infos.values())
         lent = sum(float(info.get(keys.LENT, 0.0)) for info in infos.values())
+    else:
+        return metrics  # a market without loans between its agents
     metrics["lent"] = lent
     metrics["defaulted"] = defaulted
     metrics["default_rate"] = float(defaulted > 0.0)
+    return metrics
+
+
+def _cost_metrics(infos: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Cost metrics of a round of a market whose agents minimize costs (offloading): the
+    total cost against the reference equilibrium's, the optimum's and the baselines', each
+    device's relative cost gap, and the price of anarchy (nothing without those infos)."""
+    players = [
+        info
+        for info in infos.values()
+        if keys.COST in info and keys.TOTAL_COST in info.get(keys.REFERENCE, {})
+    ]
+    if not players:
+        return {}
+    reference = players[0][keys.REFERENCE]
+    total = float(players[0][keys.TOTAL_COST])
+    equilibrium_total = float(reference[keys.TOTAL_COST])
+    metrics = {
+        "total_cost": total,
+        "equilibrium_total_cost": equilibrium_total,
+        "total_cost_gap": (total - equilibrium_total) / equilibrium_total,
+        "cost_gap/device": float(
+            np.mean(
+                [
+                    (float(info[keys.COST]) - float(info[keys.REFERENCE][keys.COST]))
+                    / float(info[keys.REFERENCE][keys.COST])
+                    for info in players
+                ]
+            )
+        ),
+    }
+    if keys.OPTIMUM_COST in reference:
+        optimum = float(reference[keys.OPTIMUM_COST])
+        metrics["optimum_cost"] = optimum
+        metrics["price_of_anarchy"] = equilibrium_total / optimum
+        metrics["cost_ratio_to_optimum"] = total / optimum
+    for baseline in ("all_local", "nearest_edge", "random"):
+        if f"{baseline}_cost" in reference:
+            metrics[f"{baseline}_cost"] = float(reference[f"{baseline}_cost"])
     return metrics
 
 
@@ -305,7 +347,8 @@ def _nash_conv(
     infos: Mapping[str, Mapping[str, Any]], name: str, normalized_name: str
 ) -> dict[str, float]:
     """NashConv of the agents in ``infos`` that report a best-response utility, and its
-    normalization by their equilibrium utilities (nothing if no agent reports one)."""
+    normalization by their equilibrium utilities, or by their equilibrium total cost in a
+    market whose agents minimize costs (nothing if no agent reports one)."""
     players = [
         info
         for info in infos.values()
@@ -316,11 +359,15 @@ def _nash_conv(
     nash_conv = float(
         sum(float(info[keys.BEST_RESPONSE_UTILITY]) - float(info[keys.UTILITY]) for info in players)
     )
-    equilibrium_total = sum(
-        float(info[keys.REFERENCE][keys.UTILITY])
-        for info in players
-        if keys.UTILITY in info.get(keys.REFERENCE, {})
-    )
+    if all(keys.COST in info.get(keys.REFERENCE, {}) for info in players):
+        # Utilities are minus costs (plus constants), so the scale is the equilibrium cost.
+        equilibrium_total = sum(float(info[keys.REFERENCE][keys.COST]) for info in players)
+    else:
+        equilibrium_total = sum(
+            float(info[keys.REFERENCE][keys.UTILITY])
+            for info in players
+            if keys.UTILITY in info.get(keys.REFERENCE, {})
+        )
     normalized = nash_conv / equilibrium_total if equilibrium_total > 0.0 else math.nan
     return {name: nash_conv, normalized_name: normalized}
 

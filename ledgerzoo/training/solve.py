@@ -25,7 +25,7 @@ def solve(
         config: A validated experiment config.
         method: The solver method of the market; None uses the market's default
             (``best_response`` or ``gradient`` for the one-to-one lending market, ``reference``
-            or ``psi`` for the one-to-many one).
+            or ``psi`` for the one-to-many one, ``best_response`` for offloading).
         seed: Seed of the drawn parameters.
 
     Returns:
@@ -41,17 +41,23 @@ def solve(
     used_seed = config.eval.seed if seed is None else seed
     market.seed([used_seed])
     market.reset()
-    drawn = any(_is_random(value) for value in vars(market).values())
+    # A market whose game is more than flat parameters (offloading draws a topology and tasks
+    # every episode) provides describe_game; the lending markets' games are dataclasses.
+    describe = getattr(market, "describe_game", None)
+    drawn = describe is not None or any(_is_random(value) for value in vars(market).values())
     result = market.solve() if method is None else market.solve(method)
-    game = {
-        name: _finite_or_none(np.asarray(value)[0].tolist() if np.ndim(value) else value)
-        for name, value in dataclasses.asdict(market.game).items()
-    }
+    if describe is not None:
+        game = describe()
+    else:
+        game = {
+            name: _finite_or_none(np.asarray(value)[0].tolist() if np.ndim(value) else value)
+            for name, value in dataclasses.asdict(market.game).items()
+        }
     output: dict[str, Any] = {"env": config.env.name, "drawn_parameters": drawn}
     if drawn:
         output["seed"] = used_seed
     output["game"] = game
-    output.update(result.to_dict(0))
+    output.update(result if isinstance(result, dict) else result.to_dict(0))
     return output
 
 

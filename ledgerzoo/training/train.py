@@ -150,7 +150,10 @@ def train(
 
     # One market, vector env and model per trained role. Each role's vector env plays the other
     # roles with their current models, frozen while this role updates (looked up at call time).
-    algorithm = algorithm_class(settings.algorithm)
+    algorithms = {
+        role.name: algorithm_class(role_algorithm(settings.algorithm, probe, role.name))
+        for role in probe.roles
+    }
     models: dict[str, Any] = {}
     role_envs: dict[str, Any] = {}
     venvs: dict[str, Any] = {}
@@ -169,12 +172,12 @@ def train(
         tensorboard_dir = str(directory / "tensorboard")
         if role in starts:
             logger.info("resuming %s from %s", role, starts[role])
-            models[role] = algorithm.load(
+            models[role] = algorithms[role].load(
                 str(starts[role]), env=venvs[role], device=settings.device
             )
             models[role].tensorboard_log = tensorboard_dir
         else:
-            models[role] = _new_model(algorithm, venvs[role], config, tensorboard_dir)
+            models[role] = _new_model(algorithms[role], venvs[role], config, tensorboard_dir)
 
     single = len(roles) == 1
     checkpoints = {
@@ -277,12 +280,33 @@ def evaluate_run(
                 f"'ledgerzoo train --resume {directory}'"
             )
         policies[role] = SB3Policy.load(
-            str(model_path), role, config.train.algorithm, deterministic=config.eval.deterministic
+            str(model_path),
+            role,
+            role_algorithm(config.train.algorithm, market, role),
+            deterministic=config.eval.deterministic,
         )
     policy: Any = policies[roles[0]] if single else RolePolicies(policies)
     result = evaluate_on_config(config, policy, f"{config.train.algorithm} ({directory.name})")
     write_results(result, Path(out_dir) if out_dir is not None else directory / "eval")
     return result
+
+
+def role_algorithm(algorithm: str, market: Any, role: str) -> str:
+    """Return the algorithm that trains ``role``: the config's, except that MaskablePPO
+    (Discrete actions only) trains the Box roles of the same market with PPO.
+
+    Raises:
+        ValueError: If a role with action masks would be trained without MaskablePPO.
+    """
+    masked = role in getattr(market, "masked_roles", ())
+    if algorithm == "MaskablePPO":
+        return algorithm if masked else "PPO"
+    if masked:
+        raise ValueError(
+            f"role {role!r} of {market.name} has action masks; set train.algorithm to "
+            f"MaskablePPO (got {algorithm})"
+        )
+    return algorithm
 
 
 def _model_path(directory: Path, role: str, single: bool) -> Path:

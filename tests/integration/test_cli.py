@@ -375,3 +375,23 @@ def test_solve_one_to_many_json(tmp_path: Path, pricing: str) -> None:
         assert key in result, f"{key} missing from {sorted(result)}"
     assert result["feasible"] is True, result
     assert result["pricing"] == pricing, result["pricing"]
+
+
+def test_solve_offloading_config(tmp_path: Path) -> None:
+    config = REPOSITORY / "configs" / "offloading" / "small.yaml"
+    process = run_cli("solve", str(config), "--json", cwd=tmp_path)
+
+    assert_ok(process)
+    data = strict_json(process.stdout)
+    for key in ("profile", "costs", "total_cost", "potential", "moves", "social_optimum"):
+        assert key in data, f"{key!r} missing from {sorted(data)}"
+    assert data["social_optimum"]["exact"], data["social_optimum"]
+    assert data["price_of_anarchy"] >= 1.0, data["price_of_anarchy"]
+    n_devices = yaml.safe_load(config.read_text())["env"]["kwargs"]["n_devices"]
+    assert len(data["profile"]) == n_devices, data["profile"]
+
+    table = run_cli("solve", str(config), cwd=tmp_path)
+    assert_ok(table)
+    assert "price of anarchy" in table.stdout, describe(table)
+    for index in range(n_devices):
+        assert f"device_{index}" in table.stdout, describe(table)

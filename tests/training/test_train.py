@@ -245,3 +245,55 @@ def _listing(folder: Path) -> list[str]:
 def test_evaluate_run_rejects_non_run(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         evaluate_run(tmp_path)
+
+
+def offloading_config(**env_overrides: Any) -> ExperimentConfig:
+    """The small offloading config shrunk to a budget that trains in seconds."""
+    data = yaml.safe_load((REPOSITORY / "configs" / "offloading" / "small.yaml").read_text())
+    data["env"]["kwargs"].update(n_devices=4, max_cycles=5, **env_overrides)
+    data["train"].update(
+        total_timesteps=1_000,
+        num_instances=4,
+        n_steps=8,
+        batch_size=32,
+        n_epochs=1,
+        checkpoint_every=0,
+        net_arch=[16, 16],
+        alternate_rollouts=1,
+    )
+    data["eval"].update(episodes=2, skip_rounds=1)
+    return config_from_dict(data, source="tiny offloading config")
+
+
+def test_masked_devices_train_with_maskable_ppo(tmp_path: Path) -> None:
+    config = offloading_config()
+    run_dir = tmp_path / "offloading"
+
+    result = train(config, run_dir, progress_bar=False, evaluate_after=False)
+
+    model = load_model(str(run_dir / "model.zip"), "MaskablePPO")
+    assert model.num_timesteps == result.timesteps > 0, result.timesteps
+    evaluation = evaluate_run(run_dir)
+    for key in ("nash_conv", "total_cost_gap", "price_of_anarchy"):
+        assert key in evaluation.metrics, sorted(evaluation.metrics)
+
+
+def test_pricing_edges_train_with_ppo(tmp_path: Path) -> None:
+    config = offloading_config(leaders="learned")
+    run_dir = tmp_path / "edges"
+
+    train(config, run_dir, progress_bar=False, evaluate_after=False)
+
+    devices = load_model(str(run_dir / "model_device.zip"), "MaskablePPO")
+    edges = load_model(str(run_dir / "model_edge.zip"), "PPO")
+    assert devices.num_timesteps > 0, "the device model never trained"
+    assert edges.num_timesteps > 0, "the edge model never trained"
+    evaluation = evaluate_run(run_dir)
+    assert "nash_conv/device" in evaluation.metrics, sorted(evaluation.metrics)
+
+
+def test_masked_role_needs_maskable_ppo(tmp_path: Path) -> None:
+    data = offloading_config().to_dict()
+    data["train"]["algorithm"] = "PPO"
+    with pytest.raises(ValueError, match="MaskablePPO"):
+        train(config_from_dict(data), tmp_path / "ppo", progress_bar=False)

@@ -4,9 +4,9 @@ The stage game, its costs and its solvers are in ``model.py``, ``equilibrium.py`
 ``pricing.py``. This module turns them into a market that B instances step together
 (:class:`OffloadingMarket`) and its PettingZoo ParallelEnv (:class:`OffloadingEnv`).
 
-Each episode draws the topology and every device's task; every round repeats that stage
-game, as the lending markets repeat theirs, so the reference equilibrium is one per episode
-(per round when edges post prices). Payments settle on a ledger: each device pays its
+Each episode draws the topology and every device's task. Every round repeats that stage
+game, as the lending markets repeat theirs, so the reference equilibrium is solved once per
+episode (every round when edges post prices). Payments settle on a ledger: each device pays its
 provider (an edge, or the cloud through the ``clearing`` account) and its relays, and earns
 its expected mining income as new value that is spendable once confirmed.
 """
@@ -200,9 +200,9 @@ class OffloadingMarket(BatchedMarket):
         return ("device",)
 
     def _sized(self, config: LedgerConfig) -> LedgerConfig:
-        """Size the queue, unless the config sets it, for a round's transactions times the
-        rounds they can wait: per device a provider payment, relay fees, a loan, a
-        repayment and an income, with relay fees on at most N - 1 hops."""
+        """Size the queue unless the config sets it: a round's transactions times the rounds
+        they can wait. Per device a round has a provider payment, at most N - 1 relay fees, a
+        loan, a repayment and an income."""
         if config.queue_capacity != LedgerConfig().queue_capacity:
             return config
         n = self.scenario.n_devices
@@ -254,9 +254,9 @@ class OffloadingMarket(BatchedMarket):
         self.reliabilities = np.stack(reliabilities) if self.reputation else None
         self.failure_draws = np.stack(failure_draws) if self.reputation else None
 
-        # The most the devices of an instance can pay in an episode: every device's dearest
-        # bill, every round. It sizes the balances that never bind: the devices' without a
-        # device_balance, and the bank's, so that it can lend whatever is asked.
+        # The maximum the devices of an instance can pay in an episode is every device's
+        # dearest bill, every round. It sizes the balances that never bind: the devices'
+        # without a device_balance, and the bank's, so that it can lend whatever is asked.
         provider, relays = model.action_payments(self.base_game)
         most = self.max_cycles * (provider + relays).max(axis=2).sum(axis=1) + 1.0
         balance = self.device_balance
@@ -665,6 +665,24 @@ class OffloadingMarket(BatchedMarket):
         allowed = np.take_along_axis(mask, profile[:, :, None], axis=2)[:, :, 0]
         return np.where(allowed, profile, LOCAL_ACTION)
 
+    def describe_game(self, instance: int = 0) -> dict[str, Any]:
+        """Describe one instance's drawn game as plain values (for ``ledgerzoo solve``)."""
+        game = self._game()
+        topology, tasks = game.topology, game.tasks
+        return {
+            "n_devices": self.n_devices,
+            "n_edges": self.n_edges,
+            "device_positions_m": topology.device_positions[instance].tolist(),
+            "edge_positions_m": self.scenario.edge_position_array.tolist(),
+            "relay_hops": topology.relay_hops[instance].tolist(),
+            "task_bits": tasks.task_bits[instance].tolist(),
+            "task_cycles": tasks.task_cycles[instance].tolist(),
+            "is_mining": tasks.is_mining[instance].tolist(),
+            "delay_values": game.weights[instance].tolist(),
+            "edge_prices": game.edge_prices[instance].tolist(),
+            "action_mask": game.action_mask[instance].astype(int).tolist(),
+        }
+
     def solve(self, method: str = "best_response") -> dict[str, Any]:
         """Solve instance 0's stage game: the reference equilibrium, optimum and baselines."""
         if method != "best_response":
@@ -672,7 +690,7 @@ class OffloadingMarket(BatchedMarket):
                 f"unknown method {method!r}; the offloading market has 'best_response'"
             )
         game = self._game().take(np.array([0]))
-        result: dict[str, Any] = {}
+        result: dict[str, Any] = {"method": method}
         if self.two_phase:
             priced = pricing.solve_edge_pricing(game, grid_points=self.price_points)
             result["pricing"] = {
