@@ -71,6 +71,7 @@ DEVICE_PER_ACTION = (
     ("legal", 0.0, 1.0),
     ("private_cost", 0.0, np.inf),
     ("route_delay", 0.0, np.inf),
+    ("chosen_last_round", 0.0, 1.0),
 )
 DEVICE_PER_EDGE = (
     ("price_per_gigacycle", 0.0, np.inf),
@@ -570,8 +571,16 @@ class OffloadingMarket(BatchedMarket):
         header[..., HEADER_INDEX["cpu_gigahertz"]] = tasks.device_cpu_speed / GIGA
         header[..., HEADER_INDEX["mining_income"]] = game.mining_income
         mask = self.action_masks()["device"]
+        chosen = np.zeros(mask.shape)
+        if self.has_history:
+            np.put_along_axis(chosen, self.last_actions[..., None], 1.0, axis=2)
         per_action = np.stack(
-            [mask.astype(np.float64), np.where(mask, game.private_costs, 0.0), self.route_delays()],
+            [
+                mask.astype(np.float64),
+                np.where(mask, game.private_costs, 0.0),
+                self.route_delays(),
+                chosen,
+            ],
             axis=-1,
         ).reshape(batch, n, -1)
         per_edge = np.stack([game.edge_prices * GIGA, self.reputation_scores()], axis=-1).reshape(
@@ -648,7 +657,8 @@ class OffloadingMarket(BatchedMarket):
             obs = np.asarray(observations["device"], dtype=np.float64)
             a = self.n_actions
             start = len(DEVICE_HEADER)
-            per_action = obs[..., start : start + 3 * a].reshape(*obs.shape[:-1], a, 3)
+            width = len(DEVICE_PER_ACTION)
+            per_action = obs[..., start : start + width * a].reshape(*obs.shape[:-1], a, width)
             legal = per_action[..., 0] > 0.5
             weight = obs[..., HEADER_INDEX["delay_value"]][..., None]
             estimate = per_action[..., 1] + weight * per_action[..., 2]
@@ -846,7 +856,7 @@ class OffloadingEnv(MarketParallelEnv):
     ## Observation space
 
     Device: ``Dict(observation=Box(float32), action_mask=Box(0, 1, (1 + 2K,), int8))``. The
-    vector has 10 + 3 (1 + 2K) + 2K entries (2 more with ledger entries), whatever N is:
+    vector has 10 + 4 (1 + 2K) + 2K entries (2 more with ledger entries), whatever N is:
 
     | entries | meaning | unit |
     |---|---|---|
@@ -856,7 +866,7 @@ class OffloadingEnv(MarketParallelEnv):
     | 7 | delay value w_i | coins per second |
     | 8 | CPU speed F_i | GHz |
     | 9 | expected mining income R_block s_i | coins |
-    | then per action | allowed (0/1), own private cost h_i(a), route delay at last round's loads with the device itself | -, coins, seconds |
+    | then per action | allowed (0/1), own private cost h_i(a), route delay at last round's loads with the device itself, 1 if chosen last round | -, coins, seconds, - |
     | then per edge | price p_k, beta reputation score | coins per gigacycle, - |
     | with ledger entries | spendable balance, coins on their way | coins |
 
