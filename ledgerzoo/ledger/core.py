@@ -36,6 +36,9 @@ MODES = ("instant", "chain", "tangle")
 SYSTEM_ACCOUNTS = ("escrow", "clearing", "mint")
 # Balances within this many coins of an amount count as covering it (float rounding).
 FUNDS_TOLERANCE = 1e-9
+# Largest value of an integer setting: the queue holds (instances x queue_capacity) slots, so
+# larger values exhaust memory before they mean anything.
+MAX_SETTING = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,29 @@ class LedgerConfig:
             ("queue_capacity", 1),
         ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"invalid ledger {name} {value!r}: expected an integer")
+            if not minimum <= value <= MAX_SETTING:
                 raise ValueError(
-                    f"invalid ledger {name} {value!r}: expected an integer >= {minimum}"
+                    f"invalid ledger {name} {value!r}: expected an integer in "
+                    f"[{minimum}, {MAX_SETTING}]"
                 )
+            object.__setattr__(self, name, int(value))
+        if not isinstance(self.audit, (bool, np.bool_)):
+            raise ValueError(f"invalid ledger audit {self.audit!r}: expected true or false")
+        if not isinstance(self.tangle, Mapping):
+            raise ValueError(
+                f"invalid ledger tangle {self.tangle!r}: expected a mapping of tangle settings"
+            )
+        from ledgerzoo.ledger.tangle import TangleConfig
+
+        allowed = sorted(f.name for f in dataclasses.fields(TangleConfig))
+        unknown = sorted(set(self.tangle) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"unknown tangle setting {unknown[0]!r}; allowed settings are {allowed}"
+            )
+        TangleConfig(**dict(self.tangle))  # raises for an invalid value, naming it
 
     @classmethod
     def parse(cls, value: LedgerConfig | Mapping[str, Any] | str | None) -> LedgerConfig:

@@ -450,3 +450,12 @@ def test_ppo_learns_on_vector(vector_env_name):
     kwargs = {"action_masks": venv.action_masks()} if algorithm is not PPO else {}
     actions, _ = model.predict(observations, deterministic=True, **kwargs)
     assert actions.shape == (venv.num_envs, *venv.action_space.shape)
+
+
+def test_wrong_action_shape_names_expected(vector_env_name):
+    role = first_role(vector_env_name)
+    venv, _ = build_vector(vector_env_name, role, {"max_cycles": MAX_CYCLES})
+    venv.reset()
+    actions = fixed_actions(venv, 0.5)[:-1]
+    with pytest.raises(ValueError, match="expected"):
+        venv.step(actions)

@@ -97,6 +97,14 @@ class RoleVecEnv(VecEnv):  # type: ignore[misc, valid-type]
         if self._actions is None:
             raise RuntimeError("step_wait() called before step_async()")
         batch = self.market.num_instances
+        expected = (self.num_envs, *self.role.action_space.shape)
+        if self._actions.size != int(np.prod(expected)):
+            shape = self._actions.shape
+            self._actions = None
+            raise ValueError(
+                f"actions of role {self.role.name!r} have shape {shape}; expected {expected} "
+                f"(one action per slot in {self.role.action_space})"
+            )
         # Discrete actions keep their dtype: the market checks that they are integral.
         own = self._actions.reshape((batch, self._count, *self.role.action_space.shape))
         self._actions = None

@@ -185,6 +185,7 @@ class OneToManyMarket(BatchedMarket):
             self.num_instances,
             submissions_per_round=2 * n + 2,
             loans_per_round=n,
+            max_cycles=self.max_cycles,
         )
         ledger_lender = settlement.LENDER_LEDGER_OBSERVATION if self.settings.observe else ()
         ledger_borrower = settlement.BORROWER_LEDGER_OBSERVATION if self.settings.observe else ()
@@ -351,6 +352,14 @@ class OneToManyMarket(BatchedMarket):
         ledger_lender, ledger_borrower = settlement.round_infos(
             settled, self.book.view(), budgets, self.n_lenders
         )
+        # A principal the ledger rejected (its queue was full) was not lent, so the round's
+        # utilities count only what moved.
+        rejected = settlement.rejected_loans(principal, settled.lent)
+        if rejected.any():
+            investments = np.where(rejected, 0.0, investments)
+            borrower_utility, feasible = raise_borrower_utility(
+                investments, rates, game.target, game.reward, game.valuation, game.failure_utility
+            )
         others = investments.sum(axis=1, keepdims=True) - investments
         lender_utilities = investing.investor_utility_against_game(investments, others, rates, game)
         welfare = lender_utilities.sum(axis=1) + borrower_utility

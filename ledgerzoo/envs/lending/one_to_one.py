@@ -180,7 +180,12 @@ class OneToOneMarket(BatchedMarket):
         # One loan opens per round; a round submits at most one repayment, the data purchase,
         # the income and the principal.
         self.book = settlement.LendingLedger(
-            self.settings, n, self.num_instances, submissions_per_round=4, loans_per_round=1
+            self.settings,
+            n,
+            self.num_instances,
+            submissions_per_round=4,
+            loans_per_round=1,
+            max_cycles=self.max_cycles,
         )
         ledger_lender = settlement.LENDER_LEDGER_OBSERVATION if self.settings.observe else ()
         ledger_borrower = settlement.BORROWER_LEDGER_OBSERVATION if self.settings.observe else ()
@@ -327,6 +332,13 @@ class OneToOneMarket(BatchedMarket):
         ledger_lender, ledger_borrower = settlement.round_infos(
             settled, self.book.view(), budgets, n
         )
+        # A principal the ledger rejected (its queue was full) was not lent: the round had no
+        # loan, and every utility is 0.
+        failed = settlement.rejected_loans(
+            np.take_along_axis(loans, optimal, axis=1), settled.lent.sum(axis=1, keepdims=True)
+        )[:, 0]
+        if failed.any():
+            result = _without_loan(result, failed)
         lender_infos: dict[str, np.ndarray] = {
             keys.RATE: rates,
             keys.PRICE: prices_from_rates(rates),
@@ -609,6 +621,17 @@ def lender_best_response_actions(observations: np.ndarray) -> np.ndarray:
     price = np.where(obs[..., LENDER_INDEX["has_history"]] > 0.5, price, symmetric)
     fraction = (1.0 / price - min_rate) / (max_rate - min_rate)
     return np.clip(fraction, 0.0, 1.0).astype(np.float32)[..., None]
+
+
+def _without_loan(result: dict[str, np.ndarray], failed: np.ndarray) -> dict[str, np.ndarray]:
+    """Zero every utility of the instances whose loan failed to open, (B,) ``failed``."""
+    zeroed = dict(result)
+    for key, value in result.items():
+        if key == "optimal_lender":
+            continue
+        mask = failed.reshape(-1, *([1] * (np.ndim(value) - 1)))
+        zeroed[key] = np.where(mask, 0.0, value)
+    return zeroed
 
 
 def _others_extremes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

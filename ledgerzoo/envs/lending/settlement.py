@@ -38,6 +38,8 @@ REWARD_TYPES = ("utility", "cashflow")
 BORROWER = "borrower_0"
 # Magnitude the settings accept (coins), so that balances stay finite in float32 observations.
 MAX_COINS = 1e15
+# Longest loan term the settings accept (rounds); a term past the episode never matures.
+MAX_LOAN_TERM = 1_000_000
 # Observation entries that observe_ledger adds: (name, low, high), in order, coins or counts.
 LENDER_LEDGER_OBSERVATION: tuple[tuple[str, float, float], ...] = (
     ("budget", 0.0, np.inf),
@@ -117,8 +119,10 @@ def parse_settings(
     )
     if isinstance(loan_term, bool) or not isinstance(loan_term, (int, np.integer)):
         raise TypeError(f"loan_term must be an int (rounds), got {loan_term!r}")
-    if loan_term < 1:
-        raise ValueError(f"invalid loan_term {loan_term}: expected at least 1 round")
+    if not 1 <= loan_term <= MAX_LOAN_TERM:
+        raise ValueError(
+            f"invalid loan_term {loan_term}: expected an integer in [1, {MAX_LOAN_TERM}] rounds"
+        )
     budget = None
     if lender_budget is not None:
         budget = parse_param(
@@ -148,7 +152,10 @@ def parse_settings(
 
 def _coins(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"invalid {name} {value!r}: expected a number of coins >= 0")
+        hint = ""
+        if isinstance(value, str):
+            hint = " (YAML reads 1e15 as text; write 1.0e15)"
+        raise ValueError(f"invalid {name} {value!r}: expected a number of coins >= 0{hint}")
     number = float(value)
     if not np.isfinite(number) or not 0.0 <= number <= MAX_COINS:
         raise ValueError(
@@ -199,6 +206,7 @@ class LendingLedger:
         submissions_per_round: Most transactions an instance submits in one round; with the
             ledger's latency it sizes the queue when the user did not set ``queue_capacity``.
         loans_per_round: Most loans an instance opens in one round.
+        max_cycles: Rounds per episode, which bound how long transactions and loans wait.
     """
 
     def __init__(
@@ -208,13 +216,15 @@ class LendingLedger:
         num_instances: int,
         submissions_per_round: int,
         loans_per_round: int,
+        max_cycles: int,
     ) -> None:
         self.settings = settings
         self.n_lenders = n_lenders
         self.num_instances = num_instances
         config = settings.ledger
         if not settings.queue_given:
-            rounds = _latency_bound(config) + 1
+            # No transaction waits longer than the episode.
+            rounds = min(_latency_bound(config), max_cycles) + 1
             config = LedgerConfig(
                 **{**config.__dict__, "queue_capacity": submissions_per_round * rounds}
             )
@@ -222,8 +232,10 @@ class LendingLedger:
         self.ledger = Ledger(accounts, num_instances, config)
         self.borrower = self.ledger.account(BORROWER)
         # A loan is active for exactly loan_term rounds: it is settled, repaid or defaulted, at
-        # the start of its maturity round, before that round's loans open.
-        self.loans = LoanBook(self.ledger, capacity=loans_per_round * settings.loan_term)
+        # the start of its maturity round, before that round's loans open. A loan whose term
+        # outlasts the episode stays active to its end.
+        active_rounds = min(settings.loan_term, max_cycles)
+        self.loans = LoanBook(self.ledger, capacity=loans_per_round * active_rounds)
         self.income = np.zeros(num_instances)
 
     @property
@@ -332,6 +344,11 @@ class LendingLedger:
             "outstanding_debt": self.loans.outstanding(),
             "defaults": self.loans.defaults.astype(np.float64),
         }
+
+
+def rejected_loans(principal: np.ndarray, lent: np.ndarray) -> np.ndarray:
+    """Whether each requested principal (above 0) was rejected by the ledger, same shape."""
+    return (principal > 0.0) & (lent < principal * (1.0 - 1e-12))
 
 
 def lender_observation(view: Mapping[str, np.ndarray], n_lenders: int) -> np.ndarray:

@@ -214,6 +214,8 @@ class OffloadingMarket(BatchedMarket):
             rounds = 2 * int(dict(config.tangle).get("milestone_interval", 5)) + 1
         else:
             rounds = 1
+        # No transaction waits longer than the episode.
+        rounds = min(rounds, self.max_cycles + 1)
         return dataclasses.replace(config, queue_capacity=per_round * rounds)
 
     def _clear_history(self) -> None:

@@ -336,3 +336,56 @@ def test_best_response_respects_budgets() -> None:
         reported = infos[keys.BEST_RESPONSE_UTILITY][:, i]
         assert np.all(reported >= best - 1e-6 * np.abs(best)), (i, reported, best)
         assert np.all(reported <= best + 1e-3 * np.abs(best)), (i, reported, best)
+
+
+@pytest.mark.parametrize("name", sorted(MARKETS))
+def test_rejected_loans_earn_nothing(name: str) -> None:
+    # A queue of one slot is full after the first transaction of a round, so principals are
+    # rejected; no utility may be paid for loans that never moved.
+    market = MARKETS[name](
+        num_instances=2, max_cycles=3, ledger={"mode": "chain", "queue_capacity": 1}
+    )
+    steps = run_episode(market)
+    for step in steps:
+        role = "lender" if name == "lending_one_to_one_v0" else "borrower"
+        infos = step.infos[role]
+        lent = infos[keys.LENT].sum(axis=1) if keys.LENT in infos else infos[keys.BORROWED][:, 0]
+        if name == "lending_one_to_one_v0":
+            no_loan = lent == 0.0
+            assert np.all(step.rewards["lender"][no_loan] == 0.0), step.rewards["lender"]
+        else:
+            failed = infos[keys.RAISE_FAILED][:, 0]
+            assert np.all(failed | (lent > 0.0)), (failed, lent)
+
+
+def test_huge_settings_stay_bounded() -> None:
+    market = OneToOneMarket(
+        num_instances=2,
+        max_cycles=4,
+        loan_term=10**6,
+        ledger={"mode": "chain", "block_interval": 10**6, "confirmations": 10**6},
+    )
+    run_episode(market)
+    assert market.book.loans.status.shape[1] <= 4
+    assert market.book.ledger.config.queue_capacity <= 4 * 5
+
+
+@pytest.mark.parametrize(
+    ("ledger", "pattern"),
+    [
+        ({"mode": "tangle", "tangle": {"alpah": 0.1}}, "unknown tangle setting 'alpah'"),
+        ({"mode": "tangle", "tangle": 3}, "tangle 3"),
+        ({"mode": "chain", "audit": "false"}, "audit 'false'"),
+        ({"mode": "chain", "queue_capacity": 10**9}, "queue_capacity"),
+    ],
+)
+def test_bad_ledger_settings_raise(ledger: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        OneToOneMarket(ledger=ledger)
+
+
+def test_numpy_integers_accepted() -> None:
+    market = OneToOneMarket(
+        loan_term=np.int64(2), ledger={"mode": "chain", "block_interval": np.int64(2)}
+    )
+    assert market.book.ledger.config.block_interval == 2
