@@ -262,16 +262,21 @@ class Escrow:
         return paid
 
 
-def credit_payouts(reported: Any, alpha: float, beta: float) -> np.ndarray:
+def credit_payouts(reported: Any, alpha: float, beta: float, delivered: Any = None) -> np.ndarray:
     """Compute Sprite's credit for each relay of a path from who reported a receipt.
 
-    The last relay that reported is paid beta; every earlier relay that reported is paid
-    alpha; a relay that did not report is paid nothing.
+    The service finds the last node of the path that reported the message. Every relay that
+    reported before it is paid alpha; the last reporter is paid beta when it is a relay; a
+    relay that did not report is paid nothing. The receiver reports every message it
+    receives, so when the message was delivered the receiver is the last reporter and every
+    reporting relay is paid alpha.
 
     Args:
         reported: Whether each relay reported, in path order from sender to receiver, (B, K).
         alpha: Credit per relay before the last reporter.
         beta: Credit of the last reporter, with alpha > beta >= 0.
+        delivered: Whether the receiver got (and so reported) each message, (B,); None
+            means not delivered, so the last reporting relay is the last reporter.
 
     Returns:
         Credits (coins), (B, K).
@@ -286,6 +291,10 @@ def credit_payouts(reported: Any, alpha: float, beta: float) -> np.ndarray:
     positions = np.arange(count)[None, :]
     any_report = reported.any(axis=1)
     last = np.where(any_report, count - 1 - np.argmax(reported[:, ::-1], axis=1), -1)
+    if delivered is not None:
+        # The receiver, past the last relay, is the last reporter.
+        received = np.broadcast_to(np.asarray(delivered, dtype=bool), (reported.shape[0],))
+        last = np.where(received, count, last)
     payouts = np.where(reported & (positions < last[:, None]), alpha, 0.0)
     return np.where(reported & (positions == last[:, None]), beta, payouts)
 
@@ -307,7 +316,13 @@ def charge_credits(ledger: Ledger, sender: Any, relay_count: int, alpha: float) 
 
 
 def pay_credits(
-    ledger: Ledger, relays: Any, reported: Any, alpha: float, beta: float, charged: Any
+    ledger: Ledger,
+    relays: Any,
+    reported: Any,
+    alpha: float,
+    beta: float,
+    charged: Any,
+    delivered: Any = None,
 ) -> np.ndarray:
     """Pay each relay its credit from the clearing service, where the sender was charged.
 
@@ -320,12 +335,13 @@ def pay_credits(
         reported: Whether each relay reported a receipt, (B, K).
         alpha, beta: Sprite's credits (see :func:`credit_payouts`).
         charged: Whether each instance's sender was charged, (B,).
+        delivered: Whether the receiver got each message, (B,) (see :func:`credit_payouts`).
 
     Returns:
         Coins paid to each relay, (B, K).
     """
     relays = np.atleast_2d(np.asarray(relays, dtype=np.int64))
-    payouts = credit_payouts(np.broadcast_to(reported, relays.shape), alpha, beta)
+    payouts = credit_payouts(np.broadcast_to(reported, relays.shape), alpha, beta, delivered)
     payouts = np.where(np.asarray(charged, dtype=bool)[:, None], payouts, 0.0)
     submission = ledger.submit(
         ledger.clearing, relays, payouts, Kind.CREDIT_PAYOUT, where=payouts > 0.0

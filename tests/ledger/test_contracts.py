@@ -198,3 +198,22 @@ def test_loan_book_reuses_closed_slots() -> None:
 
     # A full book opens nothing.
     assert loans.open(0, 1, 10.0, 0.1, term=1)[0] == -1
+
+
+def test_delivered_message_pays_every_reporter_alpha() -> None:
+    reported = [[True, False, True], [True, True, True]]
+    payouts = credit_payouts(reported, ALPHA, BETA, delivered=[True, False])
+    # Delivered: the receiver is the last reporter, so relays 0 and 2 both earn alpha.
+    np.testing.assert_allclose(payouts[0], [ALPHA, 0.0, ALPHA])
+    # Dropped after relay 2: relay 2 is the last reporter and earns beta.
+    np.testing.assert_allclose(payouts[1], [ALPHA, ALPHA, BETA])
+
+
+def test_forwarding_beats_dropping_when_delivered() -> None:
+    # The last relay earns alpha by forwarding (the receiver then reports) and only beta by
+    # dropping the message and reporting it.
+    forwarded = credit_payouts([[True, True]], ALPHA, BETA, delivered=[True])[0, 1]
+    dropped = credit_payouts([[True, True]], ALPHA, BETA, delivered=[False])[0, 1]
+    assert forwarded == ALPHA
+    assert dropped == BETA
+    assert forwarded > dropped
