@@ -288,6 +288,8 @@ def credit_payouts(reported: Any, alpha: float, beta: float, delivered: Any = No
         raise ValueError(f"Sprite credits need alpha > beta >= 0, got alpha={alpha}, beta={beta}")
     reported = np.atleast_2d(np.asarray(reported, dtype=bool))
     count = reported.shape[1]
+    if count == 0:
+        return np.zeros(reported.shape)  # a path without relays pays no credit
     positions = np.arange(count)[None, :]
     any_report = reported.any(axis=1)
     last = np.where(any_report, count - 1 - np.argmax(reported[:, ::-1], axis=1), -1)
