@@ -114,7 +114,10 @@ class MarketMetricsCallback(BaseCallback):  # type: ignore[misc, valid-type]
             )
         if keys.BEST_RESPONSE_UTILITY in infos:
             gain = (infos[keys.BEST_RESPONSE_UTILITY] - infos[keys.UTILITY]).sum(axis=1)
-            equilibrium_total = infos[reference + keys.UTILITY].sum(axis=1)
+            # As the evaluator does: agents that minimize costs are scaled by the equilibrium
+            # cost, the others by their equilibrium utilities.
+            scale_key = keys.COST if reference + keys.COST in infos else keys.UTILITY
+            equilibrium_total = infos[reference + scale_key].sum(axis=1)
             values["nash_conv"] = float(np.mean(gain))
             values["normalized_nash_conv"] = float(np.mean(gain / equilibrium_total))
         for name, value in values.items():

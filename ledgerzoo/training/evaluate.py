@@ -337,6 +337,13 @@ def _cost_metrics(infos: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
         metrics["optimum_cost"] = optimum
         metrics["price_of_anarchy"] = equilibrium_total / optimum
         metrics["cost_ratio_to_optimum"] = total / optimum
+        if keys.OPTIMUM_EXACT in reference:
+            # The share of rounds whose optimum is exact; the others use a local-search bound.
+            metrics["optimum_exact"] = float(bool(reference[keys.OPTIMUM_EXACT]))
+    if keys.PAYMENT_REJECTED in players[0]:
+        metrics["payment_rejected"] = float(
+            np.mean([bool(info[keys.PAYMENT_REJECTED]) for info in players])
+        )
     for baseline in ("all_local", "nearest_edge", "random"):
         if f"{baseline}_cost" in reference:
             metrics[f"{baseline}_cost"] = float(reference[f"{baseline}_cost"])

@@ -57,7 +57,8 @@ def solve(
     if drawn:
         output["seed"] = used_seed
     output["game"] = game
-    output.update(result if isinstance(result, dict) else result.to_dict(0))
+    solution = result if isinstance(result, dict) else result.to_dict(0)
+    output.update({key: value for key, value in solution.items() if key not in output})
     return output
 
 

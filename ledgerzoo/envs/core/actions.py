@@ -89,7 +89,7 @@ def validate_discrete_actions(
     space = role.action_space
     n = int(space.n)
     array = np.asarray(actions)
-    if array.dtype.kind not in "biuf":
+    if array.dtype.kind not in "iuf":
         raise ValueError(
             f"actions of role {role.name!r} must be integers, got dtype {array.dtype}; "
             f"expected values in {space}"

@@ -62,3 +62,5 @@ TASK_FAILED = "task_failed"  # whether the edge failed the device's task this ro
 INTEREST = "interest"  # interest a device owes on this round's bank loans (coins)
 TASKS = "tasks"  # tasks an edge ran this round
 BEST_RESPONSE_ACTION = "best_response_action"  # the action attaining BEST_RESPONSE_UTILITY
+OPTIMUM_EXACT = "optimum_exact"  # whether OPTIMUM_COST is the exact optimum (else a bound)
+PAYMENT_REJECTED = "payment_rejected"  # whether the ledger rejected a payment of the agent

@@ -185,8 +185,14 @@ class MarketParallelEnv(ParallelEnv):
             raise ValueError(
                 f"invalid action for {agent}: {action!r} is not numeric; expected values in {space}"
             )
-        if isinstance(space, gymnasium.spaces.Discrete) and array.shape in ((1,), (1, 1)):
-            array = array.reshape(())  # a one-element array is read as its value
+        if isinstance(space, gymnasium.spaces.Discrete):
+            if array.dtype.kind == "b":
+                raise ValueError(
+                    f"invalid action for {agent}: {action!r} is a boolean; expected an integer "
+                    f"in {space}"
+                )
+            if array.shape in ((1,), (1, 1)):
+                array = array.reshape(())  # a one-element array is read as its value
         if array.shape != space.shape:
             raise ValueError(
                 f"invalid action for {agent}: shape {array.shape} (value {array.tolist()}); "

@@ -34,6 +34,11 @@ class SingleAgentMarketEnv(gymnasium.Env):
     def __init__(self, market: BatchedMarket, render_mode: str | None = None) -> None:
         if market.num_instances != 1:
             raise ValueError(f"expected a market of one instance, got {market.num_instances}")
+        if market.masked_roles:
+            raise ValueError(
+                f"{market.name} has action masks, which a plain gymnasium.Env cannot pass on; "
+                "use the PettingZoo env, or the vector env with sb3-contrib's MaskablePPO"
+            )
         if len(market.roles) != 1 or market.roles[0].count != 1:
             roles = {role.name: role.count for role in market.roles}
             raise ValueError(

@@ -14,6 +14,7 @@ its expected mining income as new value that is spendable once confirmed.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -184,7 +185,18 @@ class OffloadingMarket(BatchedMarket):
         accounts = [f"device_{i}" for i in range(n)] + [f"edge_{j}" for j in range(k)] + ["bank"]
         self.bank = n + k
         self.ledger = Ledger(accounts, self.num_instances, self._sized(self.ledger_config))
-        self.book = LoanBook(self.ledger, capacity=max(1, 2 * n))
+        config = self.ledger_config
+        if config.mode == "chain" and config.block_capacity < 2 * n * config.block_interval:
+            # Each device pays its provider and is minted its income every round, so blocks
+            # that carry fewer leave a growing backlog, and a full queue rejects payments.
+            warnings.warn(
+                f"the chain confirms at most {config.block_capacity} transactions every "
+                f"{config.block_interval} rounds, but {n} devices submit at least {2 * n} per "
+                "round; payments will back up and be rejected (info 'payment_rejected'). "
+                "Raise block_capacity or lower block_interval",
+                stacklevel=2,
+            )
+        self.book = LoanBook(self.ledger, capacity=n)  # resized at every reset
         self.game: OffloadingGame | None = None
         self._episode_tasks: Tasks | None = None
         self._clear_history()
@@ -278,7 +290,9 @@ class OffloadingMarket(BatchedMarket):
         if self.ledger_config.mode == "tangle":
             seeds = [int(rng.integers(2**63 - 1)) for rng in generators]
         self.ledger.reset(starts, seeds=seeds)
-        self.book = LoanBook(self.ledger, capacity=self.book.status.shape[1])
+        # A short device borrows its provider's bill and one fee per relay of its route.
+        relays = (self.base_game.topology.route_relays < self.n_devices).sum(axis=3)
+        self.book = LoanBook(self.ledger, capacity=self.n_devices * (1 + int(relays.max())))
         self._clear_history()
         self._reference_episode()
 
@@ -303,11 +317,7 @@ class OffloadingMarket(BatchedMarket):
             self.optimum_exact = True
         else:
             self.optimum_cost = equilibrium.improve_social_cost(game, self.nash.profile).total_cost
-        self.baseline_costs = {
-            "all_local": model.total_cost(game, baselines.all_local_profile(game)),
-            "nearest_edge": model.total_cost(game, baselines.nearest_edge_profile(game)),
-            "random": model.total_cost(game, baselines.random_profile(game, seed=0)),
-        }
+        self.baseline_costs = _baseline_costs(game)
 
     # ----------------------------------------------------------------------------------------
     # Masks and actions.
@@ -355,6 +365,8 @@ class OffloadingMarket(BatchedMarket):
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
         game = self._game()
         batch, n = self.num_instances, self.n_devices
+        # The choices the devices had, before this round's payments change the balances.
+        allowed = self.action_masks()["device"]
         costs = model.device_costs(game, actions)
         relay_income = model.relay_income(game, actions)
         on_edge = model.edge_tasks(game, actions)  # (B, N, K)
@@ -368,8 +380,15 @@ class OffloadingMarket(BatchedMarket):
             self.failures += (on_edge & failed[:, :, None]).sum(axis=1)
         penalty = np.where(failed, self.failure_penalty, 0.0)
 
-        interest = self._settle_payments(game, actions, failed)
-        rewards = game.mining_income - costs + relay_income - penalty - interest
+        interest, rejected = self._settle_payments(game, actions, failed)
+        # A failed task mines no block and its edge is not paid: the device loses the mining
+        # income and gets back the price in its cost, and still bears the delay and energy.
+        provider_bills, _ = model.action_payments(game)
+        refund = np.where(
+            failed, np.take_along_axis(provider_bills, actions[:, :, None], axis=2)[:, :, 0], 0.0
+        )
+        income = np.where(failed, 0.0, game.mining_income)
+        rewards = income - costs + refund + relay_income - penalty - interest
 
         cycles = game.tasks.task_cycles[:, :, None]
         done = on_edge & ~failed[:, :, None]
@@ -378,7 +397,10 @@ class OffloadingMarket(BatchedMarket):
             game.running_costs * (lost * cycles).sum(axis=1)
         )
 
-        infos = self._device_infos(game, actions, costs, rewards, relay_income, failed, interest)
+        infos = self._device_infos(
+            game, actions, allowed, costs, rewards, relay_income, failed, interest
+        )
+        infos["device"][keys.PAYMENT_REJECTED] = rejected
         result_rewards = {"device": rewards}
         if self.two_phase:
             result_rewards["edge"] = profits
@@ -396,13 +418,18 @@ class OffloadingMarket(BatchedMarket):
 
     def _settle_payments(
         self, game: OffloadingGame, actions: np.ndarray, failed: np.ndarray
-    ) -> np.ndarray:
-        """Settle the round's payments on the ledger; return each device's loan interest.
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Settle the round's payments on the ledger.
 
         A device pays its provider (edge k, or the cloud through the clearing account) only for
         a task that did not fail, pays each relay on its route its fee, and earns its expected
-        mining income as new value. A device that cannot pay borrows from the bank when loans
-        are on: the bank pays the bills and the device owes them with interest next round.
+        mining income as new value for a task that did not fail. A device that cannot pay
+        borrows from the bank when loans are on: the bank pays the bills and the device owes
+        them with interest next round.
+
+        Returns:
+            Each device's interest on the loans that opened, (B, N) coins, and whether any of
+            its payments or loans was rejected (a full queue or loan book), (B, N).
         """
         ledger, batch, n = self.ledger, self.num_instances, self.n_devices
         self.book.settle_due()
@@ -424,49 +451,56 @@ class OffloadingMarket(BatchedMarket):
         # Without loans the action masks keep bills within the balance, so only a device with
         # loans can be short.
         short = bill > balance + 1e-9
-        interest = np.zeros((batch, n))
 
         devices = np.broadcast_to(np.arange(n), (batch, n))
         relay_valid = relays < n
         relay_payee = np.where(relay_valid, relays, 0)
-        pays_self = ~short
-        ledger.submit(
-            devices, payee, provider_bill, Kind.PAYMENT, where=pays_self & (provider_bill > 0.0)
-        )
         fee_matrix = np.broadcast_to(fee_each[:, :, None], relays.shape)
         payer_matrix = np.broadcast_to(devices[:, :, None], relays.shape)
-        ledger.submit(
+        wanted_provider = ~short & (provider_bill > 0.0)
+        wanted_fees = relay_valid & ~short[:, :, None] & (fee_matrix > 0.0)
+        provider = ledger.submit(devices, payee, provider_bill, Kind.PAYMENT, where=wanted_provider)
+        fees = ledger.submit(
             payer_matrix.reshape(batch, -1),
             relay_payee.reshape(batch, -1),
             fee_matrix.reshape(batch, -1),
             Kind.PAYMENT,
-            where=(relay_valid & pays_self[:, :, None] & (fee_matrix > 0.0)).reshape(batch, -1),
+            where=wanted_fees.reshape(batch, -1),
         )
+        rejected = wanted_provider & ~provider.accepted
+        rejected |= (wanted_fees & ~fees.accepted.reshape(relays.shape)).any(axis=2)
+        interest = np.zeros((batch, n))
         if self.loans and short.any():
-            # The bank pays the provider on the device's behalf; the device owes it next round.
-            self.book.open(
+            # The bank pays the provider and the relays on the device's behalf; the device owes
+            # it next round.
+            requested = short & (provider_bill > 0.0)
+            slots = self.book.open(
                 self.bank,
                 devices,
-                np.where(short, provider_bill, 0.0),
+                np.where(requested, provider_bill, 0.0),
                 self.bank_rate,
                 term=1,
                 payee=payee,
             )
+            borrowed = np.where(slots >= 0, provider_bill, 0.0)
+            rejected |= requested & (slots < 0)
+            fee_requests = relay_valid & short[:, :, None] & (fee_matrix > 0.0)
             loan_payer = np.broadcast_to(self.bank, relays.shape)
-            self.book.open(
+            fee_slots = self.book.open(
                 loan_payer.reshape(batch, -1),
                 payer_matrix.reshape(batch, -1),
-                np.where(relay_valid & short[:, :, None], fee_matrix, 0.0).reshape(batch, -1),
+                np.where(fee_requests, fee_matrix, 0.0).reshape(batch, -1),
                 self.bank_rate,
                 term=1,
                 payee=relay_payee.reshape(batch, -1),
-            )
-            interest = np.where(short, self.bank_rate * bill, 0.0)
-        income = game.mining_income
+            ).reshape(relays.shape)
+            borrowed += np.where(fee_slots >= 0, fee_matrix, 0.0).sum(axis=2)
+            rejected |= (fee_requests & (fee_slots < 0)).any(axis=2)
+            interest = self.bank_rate * borrowed
+        income = np.where(failed, 0.0, game.mining_income)
         ledger.submit(ledger.mint, devices, income, Kind.MINT, where=income > 0.0)
         self._settlement = ledger.end_round()
-        self._short = short
-        return interest
+        return interest, rejected
 
     # ----------------------------------------------------------------------------------------
     # Infos.
@@ -475,6 +509,7 @@ class OffloadingMarket(BatchedMarket):
         self,
         game: OffloadingGame,
         actions: np.ndarray,
+        allowed: np.ndarray,
         costs: np.ndarray,
         rewards: np.ndarray,
         relay_income: np.ndarray,
@@ -497,8 +532,9 @@ class OffloadingMarket(BatchedMarket):
             keys.CASHFLOW: (settlement.received - settlement.paid)[:, :n],
         }
         if self.reference:
-            # The exact best deviation of every device, the others' actions held.
-            deviations = model.deviation_costs(game, actions)
+            # The exact best deviation of every device among the choices it had, the others'
+            # actions held.
+            deviations = np.where(allowed, model.deviation_costs(game, actions), np.inf)
             best_cost = deviations.min(axis=2)
             device[keys.BEST_RESPONSE_UTILITY] = rewards + np.maximum(costs - best_cost, 0.0)
             device[keys.BEST_RESPONSE_ACTION] = deviations.argmin(axis=2)
@@ -510,18 +546,26 @@ class OffloadingMarket(BatchedMarket):
         n = self.n_devices
         nash_game = self.reference_game if not self.two_phase else game
         nash = self.nash
+        optimum_cost, optimum_exact = self.optimum_cost, self.optimum_exact
+        baseline_costs = self.baseline_costs
         if self.two_phase:
-            # The devices' equilibrium answers the prices the edges actually posted.
+            # The devices' equilibrium, the optimum and the baselines answer the prices the
+            # edges actually posted. The optimum is the local-search bound from that
+            # equilibrium, so it is never above it.
             nash = equilibrium.solve_nash(game)
+            optimum_cost = equilibrium.improve_social_cost(game, nash.profile).total_cost
+            optimum_exact = False
+            baseline_costs = _baseline_costs(game)
         nash_rewards = model.rewards(nash_game, nash.profile)
         reference = {
             keys.ACTION: nash.profile,
             keys.COST: nash.costs,
             keys.UTILITY: nash_rewards,
             keys.TOTAL_COST: np.repeat(nash.total_cost[:, None], n, axis=1),
-            keys.OPTIMUM_COST: np.repeat(self.optimum_cost[:, None], n, axis=1),
+            keys.OPTIMUM_COST: np.repeat(optimum_cost[:, None], n, axis=1),
+            keys.OPTIMUM_EXACT: np.full(nash.costs.shape, optimum_exact),
         }
-        for name, cost in self.baseline_costs.items():
+        for name, cost in baseline_costs.items():
             reference[f"{name}_cost"] = np.repeat(cost[:, None], n, axis=1)
         for key, value in reference.items():
             device[f"{keys.REFERENCE}/{key}"] = value
@@ -765,6 +809,15 @@ class OffloadingMarket(BatchedMarket):
         return "\n".join(lines)
 
 
+def _baseline_costs(game: OffloadingGame) -> dict[str, np.ndarray]:
+    """Total costs of the all-local, nearest-edge and random (seed 0) profiles, (B,) each."""
+    return {
+        "all_local": model.total_cost(game, baselines.all_local_profile(game)),
+        "nearest_edge": model.total_cost(game, baselines.nearest_edge_profile(game)),
+        "random": model.total_cost(game, baselines.random_profile(game, seed=0)),
+    }
+
+
 def _action_name(action: int, n_edges: int) -> str:
     if action == LOCAL_ACTION:
         return "local"
@@ -912,7 +965,8 @@ class OffloadingEnv(MarketParallelEnv):
       :class:`~ledgerzoo.envs.offloading.scenario.OffloadingScenario` to override (ranges as
       [low, high] lists); see docs/offloading.md for every field, unit and default.
     - ``leaders`` ("fixed" or "learned", default "fixed"); ``price_points`` (int >= 2, default
-      11): grid of the reference pricing equilibrium.
+      21): grid of the reference pricing equilibrium. With ``reference=True`` its grid search
+      runs at every reset, which takes tens of seconds for hundreds of devices.
     - ``reputation`` (bool, default False), ``reliability`` ([low, high] in [0, 1], default
       [0.7, 1.0]): each edge completes a task with a hidden probability drawn from it;
       ``failure_penalty`` (coins, default 0.5).

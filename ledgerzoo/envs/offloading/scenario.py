@@ -294,7 +294,10 @@ def _check_count(name: str, value: object) -> None:
 
 def _check_number(name: str, value: object, *, strictly_positive: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        hint = ""
+        if isinstance(value, str):
+            hint = ". YAML reads 5.0e6 as text; write 5.0e+6 or 5000000.0"
+        raise ValueError(f"{name} must be a number, got {value!r}{hint}")
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {value}")
@@ -305,6 +308,8 @@ def _check_number(name: str, value: object, *, strictly_positive: bool) -> None:
 
 
 def _check_range(name: str, value: object, *, strictly_positive: bool) -> None:
+    if isinstance(value, np.ndarray):
+        value = tuple(value.tolist())
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ValueError(f"{name} must be a (low, high) pair, got {value!r}")
     low, high = value

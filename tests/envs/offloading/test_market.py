@@ -224,3 +224,107 @@ def test_solve_reports_exact_optimum() -> None:
 def test_bad_arguments_raise(kwargs: dict[str, Any], pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
         ledgerzoo.make("offloading_v0", **kwargs)
+
+
+def test_small_blocks_warn_and_flag_rejections() -> None:
+    with pytest.warns(UserWarning, match="block_capacity"):
+        market = OffloadingMarket(
+            num_instances=2,
+            max_cycles=30,
+            ledger={"mode": "chain", "block_capacity": 1, "queue_capacity": 8},
+        )
+    market.seed([0, 1])
+    market.reset()
+    rng = np.random.default_rng(4)
+    flagged = False
+    for _ in range(30):
+        step = step_devices(market, legal_random(market, rng))
+        flagged |= bool(step.infos["device"][keys.PAYMENT_REJECTED].any())
+        assert np.all(market.ledger.conservation_error() < 1e-9)
+    assert flagged, "a queue of 8 with one transaction per block never rejected a payment"
+
+
+def test_loan_book_holds_every_relay_fee() -> None:
+    scenario = {
+        "side": 300.0,
+        "radio_range": 60.0,
+        "edge_range": 40.0,
+        "edge_positions": [[20.0, 20.0]],
+    }
+    market = OffloadingMarket(
+        num_instances=1,
+        n_devices=40,
+        n_edges=1,
+        scenario=scenario,
+        device_balance=0.0,
+        loans=True,
+        max_cycles=2,
+    )
+    market.seed([0])
+    market.reset()
+    actions = np.where(market.game.action_mask[..., 1], 1, 0)
+    step = step_devices(market, actions)
+    assert not step.infos["device"][keys.PAYMENT_REJECTED].any()
+    provider, relays = model.action_payments(market.game)
+    bills = np.take_along_axis(provider + relays, actions[..., None], axis=2)[..., 0]
+    np.testing.assert_allclose(step.infos["device"][keys.INTEREST], market.bank_rate * bills)
+
+
+def test_best_response_keeps_to_affordable_choices() -> None:
+    market = OffloadingMarket(num_instances=2, device_balance=0.0, reference=True, max_cycles=2)
+    market.seed([0, 1])
+    market.reset()
+    step = step_devices(market, np.zeros((2, market.n_devices), dtype=np.int64))
+    infos = step.infos["device"]
+    # Only local execution is affordable, so no device can deviate.
+    np.testing.assert_array_equal(infos[keys.BEST_RESPONSE_ACTION], 0)
+    np.testing.assert_allclose(infos[keys.BEST_RESPONSE_UTILITY], infos[keys.UTILITY])
+
+
+def test_learned_prices_keep_optimum_below_equilibrium() -> None:
+    market = OffloadingMarket(num_instances=2, leaders="learned", reference=True, max_cycles=2)
+    market.seed([0, 1])
+    market.reset()
+    market.step(
+        {
+            "edge": np.zeros((2, market.n_edges, 1), dtype=np.float32),
+            "device": np.zeros((2, market.n_devices), dtype=np.int64),
+        }
+    )
+    infos = market.step(
+        {
+            "edge": np.zeros((2, market.n_edges, 1), dtype=np.float32),
+            "device": np.zeros((2, market.n_devices), dtype=np.int64),
+        }
+    ).infos["device"]
+    optimum = infos[f"{keys.REFERENCE}/{keys.OPTIMUM_COST}"]
+    equilibrium_total = infos[f"{keys.REFERENCE}/{keys.TOTAL_COST}"]
+    assert np.all(optimum <= equilibrium_total + 1e-9)
+    assert not infos[f"{keys.REFERENCE}/{keys.OPTIMUM_EXACT}"].any()
+
+
+def test_failed_task_earns_no_income_and_pays_no_price() -> None:
+    market = OffloadingMarket(
+        num_instances=2,
+        reputation=True,
+        reliability=[0.0, 0.0],
+        scenario={"mining_task_share": 1.0},
+        max_cycles=2,
+    )
+    market.seed([0, 1])
+    market.reset()
+    game = market.game
+    actions = np.where(game.action_mask[..., 1], 1, 0)
+    step = step_devices(market, actions)
+    failed = actions == 1
+    provider, _ = model.action_payments(game)
+    price = np.take_along_axis(provider, actions[..., None], axis=2)[..., 0]
+    expected = model.rewards(game, actions) - np.where(
+        failed, game.mining_income - price + market.failure_penalty, 0.0
+    )
+    np.testing.assert_allclose(step.rewards["device"], expected, rtol=1e-12)
+
+
+def test_single_agent_face_rejects_masks() -> None:
+    with pytest.raises(ValueError, match="MaskablePPO"):
+        ledgerzoo.make_single_agent("offloading_v0", n_devices=1)
