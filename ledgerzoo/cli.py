@@ -197,6 +197,9 @@ def _solve(args: argparse.Namespace) -> int:
     if "profile" in result:
         _print_profile(result)
         return 0
+    if "allocation" in result:
+        _print_auction(result)
+        return 0
     print(
         f"{result['env']}: equilibrium by {result['method']} in {result['iterations']} iterations"
         f" (converged: {result['converged']})"
@@ -237,6 +240,20 @@ def _print_profile(result: dict[str, Any]) -> None:
         print(f"price of anarchy {result['price_of_anarchy']:.5f}")
     baselines = ", ".join(f"{name} {cost:.5f}" for name, cost in result["baselines"].items())
     print(f"baselines: {baselines}")
+
+
+def _print_auction(result: dict[str, Any]) -> None:
+    """Print the data market's truthful auction: each buyer's data and payment, then welfare."""
+    print(
+        f"{result['env']}: truthful auction fixed point in {result['iterations']} iterations "
+        f"(converged: {result['converged']})"
+    )
+    if result.get("drawn_parameters"):
+        print(f"parameters drawn with seed {result['seed']}")
+    print(f"{'buyer':<10}{'received':>12}{'paid':>12}")
+    for index, (row, paid) in enumerate(zip(result["allocation"], result["payments"], strict=True)):
+        print(f"{'buyer_' + str(index):<10}{sum(row):>12.5f}{sum(paid):>12.5f}")
+    print(f"welfare {result['welfare']:.5f}, optimum welfare {result['optimum_welfare']:.5f}")
 
 
 def _action_name(action: int, n_edges: int) -> str:

@@ -176,3 +176,8 @@ register(
     "ledgerzoo.envs.offloading_v0",
     "IIoT devices offload tasks to edge servers or the cloud over multi-hop routes (potential game).",
 )
+register(
+    "data_market_v0",
+    "ledgerzoo.envs.data_market_v0",
+    "Robots trade perishable data in an iterative double auction over relays paid by receipts.",
+)

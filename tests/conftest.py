@@ -44,6 +44,12 @@ LEDGER_VARIANT: dict[str, Any] = {
 
 # Keyword of a market's constructor -> further variants of that market worth testing alone.
 MARKET_VARIANTS: dict[str, tuple[dict[str, Any], ...]] = {
+    # Data market: learned bidders with and without relays.
+    "bidding": (
+        {"bidding": "learned"},
+        {"bidding": "learned", "reference": True},
+        {"bidding": "learned", "relays": False},
+    ),
     # Offloading: balances that mask unaffordable choices, and loans with failing edges.
     "loans": (
         {"device_balance": 0.3},

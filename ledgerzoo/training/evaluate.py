@@ -268,6 +268,7 @@ def round_metrics(
         metrics["failure_rate"] = float(bool(first[keys.RAISE_FAILED]))
     metrics.update(_ledger_metrics(infos))
     metrics.update(_cost_metrics(infos))
+    metrics.update(_auction_metrics(infos))
     metrics.update(_nash_conv(infos, "nash_conv", "normalized_nash_conv"))
     roles = sorted({role_of(agent) for agent in infos})
     if len(roles) > 1:
@@ -347,6 +348,29 @@ def _cost_metrics(infos: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     for baseline in ("all_local", "nearest_edge", "random"):
         if f"{baseline}_cost" in reference:
             metrics[f"{baseline}_cost"] = float(reference[f"{baseline}_cost"])
+    return metrics
+
+
+def _auction_metrics(infos: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Metrics of a round of the data market: welfare efficiency and payment shift against
+    the truthful auction's fixed point, and the relays' forwarding rate (nothing for other
+    markets)."""
+    metrics: dict[str, float] = {}
+    first = next(iter(infos.values()))
+    reference = first.get(keys.REFERENCE, {})
+    if keys.TOTAL_PAYMENT in first and keys.TOTAL_PAYMENT in reference:
+        welfare, optimum = float(first[keys.WELFARE]), float(reference[keys.WELFARE])
+        metrics["welfare_efficiency"] = welfare / optimum if optimum > 0.0 else math.nan
+        paid, truthful = float(first[keys.TOTAL_PAYMENT]), float(reference[keys.TOTAL_PAYMENT])
+        metrics["payment_shift"] = (paid - truthful) / truthful if truthful > 0.0 else math.nan
+    busy = [
+        bool(info[keys.FORWARDED])
+        for info in infos.values()
+        if keys.FORWARDED in info and float(info.get(keys.MESSAGES, 0.0)) > 0.0
+    ]
+    if busy:
+        # The share of relays carrying messages this round that forwarded them.
+        metrics["forwarding_rate"] = float(np.mean(busy))
     return metrics
 
 

@@ -75,10 +75,10 @@ def make_variant(env_variant: tuple[str, dict[str, Any]], **extra: Any) -> Any:
     return ledgerzoo.make(name, **{**kwargs, **extra})
 
 
-def steps_per_round(kwargs: Mapping[str, Any]) -> int:
-    """Two parallel steps per round when a follower or leader role is learned, else one."""
-    learned = kwargs.get("followers") == "learned" or kwargs.get("leaders") == "learned"
-    return 2 if learned else 1
+def steps_per_round(name: str, kwargs: Mapping[str, Any]) -> int:
+    """Two parallel steps per round when the market has a leaders' and a followers' step."""
+    market = registry.market_class(name)(num_instances=1, **kwargs)
+    return 2 if market.two_phase else 1
 
 
 def assert_same(first: Any, second: Any, where: str) -> None:
@@ -303,7 +303,7 @@ def test_step_keys_equal_live_agents(env_variant, sample_actions):
 
 
 def test_agents_leave_at_horizon(env_variant, sample_actions):
-    _, kwargs = env_variant
+    name, kwargs = env_variant
     max_cycles = 3
     env = make_variant(env_variant, max_cycles=max_cycles)
     rng = np.random.default_rng(5)
@@ -323,7 +323,7 @@ def test_agents_leave_at_horizon(env_variant, sample_actions):
             else:
                 assert all(truncations.values()), f"step {steps}: truncations {truncations}"
             assert not any(terminations.values()), f"step {steps}: terminations {terminations}"
-        expected = max_cycles * steps_per_round(kwargs)
+        expected = max_cycles * steps_per_round(name, kwargs)
         assert steps == expected, f"episode {episode}: {steps} steps, expected {expected}"
         with pytest.raises(RuntimeError, match="reset"):
             env.step({})

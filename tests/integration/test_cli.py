@@ -395,3 +395,18 @@ def test_solve_offloading_config(tmp_path: Path) -> None:
     assert "price of anarchy" in table.stdout, describe(table)
     for index in range(n_devices):
         assert f"device_{index}" in table.stdout, describe(table)
+
+
+def test_solve_data_market_config(tmp_path: Path) -> None:
+    config = REPOSITORY / "configs" / "data_market" / "relays.yaml"
+    process = run_cli("solve", str(config), "--json", cwd=tmp_path)
+
+    assert_ok(process)
+    data = strict_json(process.stdout)
+    for key in ("allocation", "welfare", "optimum_welfare", "iterations", "payments"):
+        assert key in data, f"{key!r} missing from {sorted(data)}"
+    assert data["welfare"] == pytest.approx(data["optimum_welfare"], rel=1e-3)
+
+    table = run_cli("solve", str(config), cwd=tmp_path)
+    assert_ok(table)
+    assert "optimum welfare" in table.stdout, describe(table)

@@ -64,3 +64,14 @@ TASKS = "tasks"  # tasks an edge ran this round
 BEST_RESPONSE_ACTION = "best_response_action"  # the action attaining BEST_RESPONSE_UTILITY
 OPTIMUM_EXACT = "optimum_exact"  # whether OPTIMUM_COST is the exact optimum (else a bound)
 PAYMENT_REJECTED = "payment_rejected"  # whether the ledger rejected a payment of the agent
+
+# Data market.
+RECEIVED = "received"  # data a buyer received this round (data units)
+PAYMENT = "payment"  # coins a buyer paid this round
+BIDS = "bids"  # a buyer's bid to every seller (coins)
+SUPPLY = "supply"  # data a seller sent this round (data units)
+REVENUE = "revenue"  # coins a seller received this round
+FORWARDED = "forwarded"  # whether a relay forwarded the messages it received
+REPORTED = "reported"  # whether a relay reported receipts
+MESSAGES = "messages"  # messages a relay received this round
+TOTAL_PAYMENT = "total_payment"  # coins every buyer paid this round, in total
