@@ -323,6 +323,8 @@ def _frozen_policy(models: dict[str, Any], role: str) -> Any:
         flat = observations.reshape(batch * count, *observations.shape[2:])
         if masks is None:
             actions, _ = models[role].predict(flat, deterministic=True)
+            if isinstance(models[role].action_space, gymnasium.spaces.Discrete):
+                return np.asarray(actions).reshape(batch, count)
             return np.asarray(actions).reshape(batch, count, -1)
         flat_masks = masks.reshape(batch * count, masks.shape[-1])
         actions, _ = models[role].predict(flat, deterministic=True, action_masks=flat_masks)

@@ -297,3 +297,27 @@ def test_masked_role_needs_maskable_ppo(tmp_path: Path) -> None:
     data["train"]["algorithm"] = "PPO"
     with pytest.raises(ValueError, match="MaskablePPO"):
         train(config_from_dict(data), tmp_path / "ppo", progress_bar=False)
+
+
+def test_bidders_and_relays_train_by_role(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPOSITORY / "configs" / "data_market" / "bidders.yaml").read_text())
+    data["env"]["kwargs"].update(max_cycles=4)
+    data["train"].update(
+        total_timesteps=1_500,
+        num_instances=2,
+        n_steps=8,
+        batch_size=16,
+        n_epochs=1,
+        checkpoint_every=0,
+        net_arch=[16, 16],
+        alternate_rollouts=1,
+    )
+    data["eval"].update(episodes=1, skip_rounds=1)
+    run_dir = tmp_path / "bidders"
+
+    train(config_from_dict(data), run_dir, progress_bar=False, evaluate_after=False)
+
+    for role in ("buyer", "seller", "relay"):
+        assert load_model(str(run_dir / f"model_{role}.zip")).num_timesteps > 0, role
+    evaluation = evaluate_run(run_dir)
+    assert "welfare_efficiency" in evaluation.metrics, sorted(evaluation.metrics)
