@@ -119,7 +119,15 @@ class MarketMetricsCallback(BaseCallback):  # type: ignore[misc, valid-type]
             scale_key = keys.COST if reference + keys.COST in infos else keys.UTILITY
             equilibrium_total = infos[reference + scale_key].sum(axis=1)
             values["nash_conv"] = float(np.mean(gain))
-            values["normalized_nash_conv"] = float(np.mean(gain / equilibrium_total))
+            # Rounds whose equilibrium total is 0 (no relay carried a message) have no scale.
+            scaled = np.divide(
+                gain,
+                equilibrium_total,
+                out=np.full_like(gain, np.nan),
+                where=equilibrium_total > 0.0,
+            )
+            if np.isfinite(scaled).any():
+                values["normalized_nash_conv"] = float(np.nanmean(scaled))
         for name, value in values.items():
             self._sums[name] = self._sums.get(name, 0.0) + value
         self._count += 1
