@@ -316,7 +316,9 @@ class DataMarketMarket(BatchedMarket):
             arrived = outcome.delivered.reshape(trades.shape) | (data.hops == 0)
             relay_utility = relays.relay_utilities(
                 outcome,
-                data.relay_paths.reshape(batch, -1, data.relay_paths.shape[-1]),
+                data.relay_paths.reshape(
+                    batch, self.n_buyers * self.n_sellers, data.relay_paths.shape[-1]
+                ),
                 self.n_relays,
             )
             relay_credit = self._sum_by_relay(outcome, outcome.credits)
@@ -399,7 +401,9 @@ class DataMarketMarket(BatchedMarket):
         """Sum per-position values of every message onto its relays, (B, R)."""
         data = self._data()
         batch = self.num_instances
-        paths = data.relay_paths.reshape(batch, -1, data.relay_paths.shape[-1])
+        paths = data.relay_paths.reshape(
+            batch, self.n_buyers * self.n_sellers, data.relay_paths.shape[-1]
+        )
         valid = paths >= 0
         instance = np.broadcast_to(np.arange(batch)[:, None, None], paths.shape)
         index = (instance * self.n_relays + np.where(valid, paths, 0))[valid]
@@ -503,7 +507,9 @@ class DataMarketMarket(BatchedMarket):
             )
             paths = self._data().relay_paths
             infos["relay"][f"{keys.REFERENCE}/{keys.UTILITY}"] = relays.relay_utilities(
-                outcome, paths.reshape(self.num_instances, -1, paths.shape[-1]), self.n_relays
+                outcome,
+                paths.reshape(self.num_instances, self.n_buyers * self.n_sellers, paths.shape[-1]),
+                self.n_relays,
             )
             # Forward and report is the reference choice when Sprite's condition holds.
             data = self._data()
@@ -518,7 +524,9 @@ class DataMarketMarket(BatchedMarket):
         """Each relay's best utility over its four choices, the others' choices held, (B, R)."""
         data = self._aged_market()
         batch = self.num_instances
-        paths = data.relay_paths.reshape(batch, -1, data.relay_paths.shape[-1])
+        paths = data.relay_paths.reshape(
+            batch, self.n_buyers * self.n_sellers, data.relay_paths.shape[-1]
+        )
         best = np.full((batch, self.n_relays), -np.inf)
         for relay in range(self.n_relays):
             for choice in range(4):
@@ -618,7 +626,9 @@ class DataMarketMarket(BatchedMarket):
         data = self._data()
         batch = self.num_instances
         trades = self.allocation.delivered > 0.0
-        paths = data.relay_paths.reshape(batch, -1, data.relay_paths.shape[-1])
+        paths = data.relay_paths.reshape(
+            batch, self.n_buyers * self.n_sellers, data.relay_paths.shape[-1]
+        )
         on_path = (paths >= 0) & trades.reshape(batch, -1)[:, :, None]
         positions = np.arange(paths.shape[-1])[None, None, :]
         on_path &= positions < data.hops.reshape(batch, -1)[:, :, None]

@@ -202,7 +202,9 @@ def market_relay_outcome(
         The outcome, with P = I * J paths.
     """
     batch = market.batch_size
-    paths = market.relay_paths.reshape(batch, market.n_buyers * market.n_sellers, -1)
+    paths = market.relay_paths.reshape(
+        batch, market.n_buyers * market.n_sellers, market.relay_paths.shape[-1]
+    )
     length = np.where(np.asarray(trades, dtype=bool), market.hops, 0).reshape(batch, -1)
     return relay_path_outcome(
         choices_on_paths(forward, paths),

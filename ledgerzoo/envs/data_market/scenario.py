@@ -491,12 +491,16 @@ class DataMarket:
                 f"max_demand={self.max_demand}; raise max_demand or lower min_demand"
             )
         max_hops = int(self.hops.max(initial=0))
-        if self.relay_paths.shape != (batch, buyers, sellers, max_hops):
+        shape = self.relay_paths.shape
+        # Paths may be padded past the longest drawn path (to the scenario's largest hop
+        # count), so that every episode of a scenario has the same shape.
+        if len(shape) != 4 or shape[:3] != (batch, buyers, sellers) or shape[3] < max_hops:
             raise ValueError(
-                f"invalid shape for 'relay_paths': expected {(batch, buyers, sellers, max_hops)} "
-                f"(one relay index per hop of the longest path), got {self.relay_paths.shape}"
+                f"invalid shape for 'relay_paths': expected {(batch, buyers, sellers)} followed "
+                f"by at least {max_hops} (one relay index per hop of the longest path), got "
+                f"{shape}"
             )
-        on_path = np.arange(max_hops) < self.hops[..., None]
+        on_path = np.arange(shape[3]) < self.hops[..., None]
         if np.any(self.relay_paths[on_path] < 0) or np.any(
             self.relay_paths[on_path] >= self.n_relays
         ):

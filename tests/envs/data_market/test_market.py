@@ -194,3 +194,21 @@ def test_evaluator_reports_auction_metrics() -> None:
     # A fixed policy at value 0.5 picks choice 1 of 0..3 (the lower of the two nearest):
     # relays drop and report, and can gain by forwarding.
     assert silent.metrics["nash_conv"].mean > 0.0
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        {"n_buyers": 1, "n_sellers": 1},
+        {"n_buyers": 2, "n_sellers": 2, "n_relays": 2},
+        {"hops": 0},
+    ],
+)
+def test_small_scenarios_reset_on_every_seed(scenario: dict[str, Any]) -> None:
+    # A drawn episode may have shorter paths than the scenario allows, or none at all.
+    env = ledgerzoo.make("data_market_v0", scenario=scenario, max_cycles=2, reference=True)
+    for seed in range(15):
+        observations, _ = env.reset(seed=seed)
+        while env.agents:
+            actions = {agent: FORWARD_AND_REPORT for agent in env.agents}
+            observations = env.step(actions)[0]
