@@ -212,3 +212,5 @@ def test_small_scenarios_reset_on_every_seed(scenario: dict[str, Any]) -> None:
         while env.agents:
             actions = {agent: FORWARD_AND_REPORT for agent in env.agents}
             observations = env.step(actions)[0]
+            for agent, observation in observations.items():
+                assert env.observation_space(agent).contains(observation), (seed, agent)
