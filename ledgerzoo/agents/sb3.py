@@ -65,7 +65,7 @@ class SB3Policy:
 
 
 def _takes_masks(model: Any) -> bool:
-    """Whether ``model.predict`` accepts ``action_masks`` (sb3-contrib's MaskablePPO)."""
+    """Return whether ``model.predict`` accepts ``action_masks`` (sb3-contrib's MaskablePPO)."""
     import inspect
 
     return "action_masks" in inspect.signature(model.predict).parameters

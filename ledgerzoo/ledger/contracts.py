@@ -157,7 +157,7 @@ class LoanBook:
             )
             repaid[:, columns] = rows & submission.accepted
             # NOTE: a repayment that the ledger rejects because the instance's queue is full
-            # also counts as a default; markets size the queue so that it does not fill.
+            # also counts as a default. Markets size the queue so that it does not fill.
             defaulted[:, columns] = rows & ~submission.accepted
         if defaulted.any():
             unpaid = np.where(defaulted, repayment, 0.0)

@@ -36,7 +36,7 @@ MODES = ("instant", "chain", "tangle")
 SYSTEM_ACCOUNTS = ("escrow", "clearing", "mint")
 # Balances within this many coins of an amount count as covering it (float rounding).
 FUNDS_TOLERANCE = 1e-9
-# Largest value of an integer setting: the queue holds (instances x queue_capacity) slots, so
+# Largest value of an integer setting. The queue has (instances x queue_capacity) slots, so
 # larger values exhaust memory before they mean anything.
 MAX_SETTING = 10_000_000
 

@@ -521,7 +521,7 @@ class DataMarketMarket(BatchedMarket):
             )
 
     def _relay_best_responses(self, relay_actions: np.ndarray, trades: np.ndarray) -> np.ndarray:
-        """Each relay's best utility over its four choices, the others' choices held, (B, R)."""
+        """Compute each relay's best utility over its four choices, the others' held, (B, R)."""
         data = self._aged_market()
         batch = self.num_instances
         paths = data.relay_paths.reshape(
@@ -638,8 +638,8 @@ class DataMarketMarket(BatchedMarket):
         return counts.reshape(batch, self.n_relays).astype(np.float64)
 
     def equilibrium_actions(self) -> dict[str, np.ndarray]:
-        """The reference actions: truthful bids and asks (the auction's fixed point is where
-        truthful bidding leads), and forward and report for every relay."""
+        """Return the reference actions: the bids and asks of the truthful auction's fixed point,
+        and forward and report for every relay."""
         actions: dict[str, np.ndarray] = {}
         if self.bidding == "learned":
             result = self.reference_result or auction.run_truthful_auction(self._aged_market())
@@ -655,9 +655,9 @@ class DataMarketMarket(BatchedMarket):
     def best_response_actions(
         self, observations: Mapping[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        """Myopic best responses from observations: buyers and sellers bid and ask truthfully
-        for last round's allocation; relays forward and report when Sprite's condition holds
-        for the credits they observe, and drop silently otherwise."""
+        """Compute myopic best responses from observations. Buyers and sellers bid and ask
+        truthfully for last round's allocation. Relays forward and report when Sprite's
+        condition holds for the credits they observe, and drop silently otherwise."""
         actions: dict[str, np.ndarray] = {}
         data = self._aged_market()
         if "buyer" in observations:

@@ -379,10 +379,10 @@ class OneToOneMarket(BatchedMarket):
         return rewards, infos
 
     def _budget_game(self, budgets: np.ndarray) -> OneToOneGame:
-        """The round's game with each loan also bounded by its lender's budget.
+        """Return the round's game with each loan also bounded by its lender's budget.
 
         With slack budgets it is the episode's game itself, so the closed-form best response
-        applies; a finite bound would send it to the numeric search.
+        applies. A finite bound would send it to the numeric search.
         """
         if self.settings.lender_budget is None:
             return self.game

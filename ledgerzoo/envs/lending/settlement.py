@@ -38,7 +38,7 @@ REWARD_TYPES = ("utility", "cashflow")
 BORROWER = "borrower_0"
 # Magnitude the settings accept (coins), so that balances stay finite in float32 observations.
 MAX_COINS = 1e15
-# Longest loan term the settings accept (rounds); a term past the episode never matures.
+# Maximum loan term the settings accept (rounds). A term past the episode never matures.
 MAX_LOAN_TERM = 1_000_000
 # Observation entries that observe_ledger adds: (name, low, high), in order, coins or counts.
 LENDER_LEDGER_OBSERVATION: tuple[tuple[str, float, float], ...] = (
@@ -57,7 +57,7 @@ BORROWER_LEDGER_OBSERVATION: tuple[tuple[str, float, float], ...] = (
 
 @dataclass(frozen=True)
 class LedgerSettings:
-    """How a lending market settles on the ledger.
+    """Settings of a lending market's settlement on the ledger.
 
     Attributes:
         ledger: The ledger's mode and settings.
@@ -166,7 +166,7 @@ def _coins(name: str, value: Any) -> float:
 
 @dataclass(frozen=True)
 class RoundSettlement:
-    """What one round did on the ledger, per instance.
+    """Outcome of one round on the ledger, per instance.
 
     Lender arrays are (B, N); borrower arrays are (B,). Coins throughout.
 
@@ -279,7 +279,7 @@ class LendingLedger:
         )
 
     def budgets(self) -> np.ndarray:
-        """Each lender's spendable balance, the most it can lend now, (B, N)."""
+        """Return each lender's spendable balance, the most it can lend now, (B, N)."""
         return self.ledger.balances[:, : self.n_lenders].copy()
 
     def settle(
@@ -347,12 +347,12 @@ class LendingLedger:
 
 
 def rejected_loans(principal: np.ndarray, lent: np.ndarray) -> np.ndarray:
-    """Whether each requested principal (above 0) was rejected by the ledger, same shape."""
+    """Return whether the ledger rejected each requested principal (above 0), same shape."""
     return (principal > 0.0) & (lent < principal * (1.0 - 1e-12))
 
 
 def lender_observation(view: Mapping[str, np.ndarray], n_lenders: int) -> np.ndarray:
-    """The lenders' ledger entries (LENDER_LEDGER_OBSERVATION), (B, N, 4)."""
+    """Build the lenders' ledger entries (LENDER_LEDGER_OBSERVATION), (B, N, 4)."""
     n = n_lenders
     defaults = np.broadcast_to(view["defaults"][:, n : n + 1], view["balance"][:, :n].shape)
     return np.stack(
@@ -367,7 +367,7 @@ def lender_observation(view: Mapping[str, np.ndarray], n_lenders: int) -> np.nda
 
 
 def borrower_observation(view: Mapping[str, np.ndarray], n_lenders: int) -> np.ndarray:
-    """The borrower's ledger entries (BORROWER_LEDGER_OBSERVATION), (B, 4)."""
+    """Build the borrower's ledger entries (BORROWER_LEDGER_OBSERVATION), (B, 4)."""
     n = n_lenders
     return np.stack(
         [

@@ -380,13 +380,12 @@ class OffloadingMarket(BatchedMarket):
             self.failures += (on_edge & failed[:, :, None]).sum(axis=1)
         penalty = np.where(failed, self.failure_penalty, 0.0)
 
-        interest, rejected = self._settle_payments(game, actions, failed)
+        provider_bills, relay_fees = model.action_payments(game)
+        chosen_bill = np.take_along_axis(provider_bills, actions[:, :, None], axis=2)[:, :, 0]
+        interest, rejected = self._settle_payments(game, actions, failed, chosen_bill, relay_fees)
         # A failed task mines no block and its edge is not paid: the device loses the mining
         # income and gets back the price in its cost, and still bears the delay and energy.
-        provider_bills, _ = model.action_payments(game)
-        refund = np.where(
-            failed, np.take_along_axis(provider_bills, actions[:, :, None], axis=2)[:, :, 0], 0.0
-        )
+        refund = np.where(failed, chosen_bill, 0.0)
         income = np.where(failed, 0.0, game.mining_income)
         rewards = income - costs + refund + relay_income - penalty - interest
 
@@ -417,15 +416,24 @@ class OffloadingMarket(BatchedMarket):
         return result_rewards, infos
 
     def _settle_payments(
-        self, game: OffloadingGame, actions: np.ndarray, failed: np.ndarray
+        self,
+        game: OffloadingGame,
+        actions: np.ndarray,
+        failed: np.ndarray,
+        chosen_bill: np.ndarray,
+        relay_fees: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Settle the round's payments on the ledger.
 
         A device pays its provider (edge k, or the cloud through the clearing account) only for
-        a task that did not fail, pays each relay on its route its fee, and earns its expected
-        mining income as new value for a task that did not fail. A device that cannot pay
-        borrows from the bank when loans are on: the bank pays the bills and the device owes
-        them with interest next round.
+        a task that did not fail, and pays each relay on its route its fee. For a task that did
+        not fail it also earns its expected mining income as new value. A device that cannot
+        pay borrows from the bank when loans are on: the bank pays the bills, and the device
+        owes them with interest next round.
+
+        Args:
+            chosen_bill: The provider's bill of each device's chosen action (coins), (B, N).
+            relay_fees: The relay fees of every action (coins), (B, N, A).
 
         Returns:
             Each device's interest on the loans that opened, (B, N) coins, and whether any of
@@ -434,10 +442,8 @@ class OffloadingMarket(BatchedMarket):
         ledger, batch, n = self.ledger, self.num_instances, self.n_devices
         self.book.settle_due()
 
-        provider_bills, relay_fees = model.action_payments(game)
         chosen = actions[:, :, None]
-        provider_bill = np.take_along_axis(provider_bills, chosen, axis=2)[:, :, 0]
-        provider_bill = np.where(failed, 0.0, provider_bill)
+        provider_bill = np.where(failed, 0.0, chosen_bill)
         relay_fee = np.take_along_axis(relay_fees, chosen, axis=2)[:, :, 0]
         relays = np.take_along_axis(game.topology.route_relays, chosen[..., None], axis=2)[:, :, 0]
         # Every relay on the route earns f B_i; the padding entries name device N.
@@ -457,18 +463,18 @@ class OffloadingMarket(BatchedMarket):
         relay_payee = np.where(relay_valid, relays, 0)
         fee_matrix = np.broadcast_to(fee_each[:, :, None], relays.shape)
         payer_matrix = np.broadcast_to(devices[:, :, None], relays.shape)
-        wanted_provider = ~short & (provider_bill > 0.0)
-        wanted_fees = relay_valid & ~short[:, :, None] & (fee_matrix > 0.0)
-        provider = ledger.submit(devices, payee, provider_bill, Kind.PAYMENT, where=wanted_provider)
+        pays_provider = ~short & (provider_bill > 0.0)
+        pays_fees = relay_valid & ~short[:, :, None] & (fee_matrix > 0.0)
+        provider = ledger.submit(devices, payee, provider_bill, Kind.PAYMENT, where=pays_provider)
         fees = ledger.submit(
             payer_matrix.reshape(batch, -1),
             relay_payee.reshape(batch, -1),
             fee_matrix.reshape(batch, -1),
             Kind.PAYMENT,
-            where=wanted_fees.reshape(batch, -1),
+            where=pays_fees.reshape(batch, -1),
         )
-        rejected = wanted_provider & ~provider.accepted
-        rejected |= (wanted_fees & ~fees.accepted.reshape(relays.shape)).any(axis=2)
+        rejected = pays_provider & ~provider.accepted
+        rejected |= (pays_fees & ~fees.accepted.reshape(relays.shape)).any(axis=2)
         interest = np.zeros((batch, n))
         if self.loans and short.any():
             # The bank pays the provider and the relays on the device's behalf; the device owes
@@ -549,8 +555,8 @@ class OffloadingMarket(BatchedMarket):
         optimum_cost, optimum_exact = self.optimum_cost, self.optimum_exact
         baseline_costs = self.baseline_costs
         if self.two_phase:
-            # The devices' equilibrium, the optimum and the baselines answer the prices the
-            # edges actually posted. The optimum is the local-search bound from that
+            # The devices' equilibrium, the optimum and the baselines are those of the prices
+            # the edges actually posted. The optimum is the local-search bound from that
             # equilibrium, so it is never above it.
             nash = equilibrium.solve_nash(game)
             optimum_cost = equilibrium.improve_social_cost(game, nash.profile).total_cost
@@ -673,8 +679,9 @@ class OffloadingMarket(BatchedMarket):
         return to_space(obs, self._roles[1].observation_space)
 
     def equilibrium_actions(self) -> dict[str, np.ndarray]:
-        """The reference equilibrium's actions: the devices' Nash equilibrium for the current
-        prices (solved on demand) and, with learned leaders, the edges' pricing equilibrium."""
+        """Return the reference equilibrium's actions: the devices' Nash equilibrium for the
+        current prices (solved on demand) and, with learned leaders, the edges' pricing
+        equilibrium."""
         game = self._game()
         actions: dict[str, np.ndarray] = {}
         if self.two_phase:
@@ -876,7 +883,7 @@ class OffloadingEnv(MarketParallelEnv):
 
     ## Description
 
-    N devices lie in a square with K edge servers; a device reaches an edge within radio range
+    N devices lie in a square with K edge servers. A device reaches an edge within radio range
     over the minimum-hop route through other devices, and the cloud through an edge's
     backhaul. Every round each device has one task (data or mining) and runs it locally, on
     an edge, or in the cloud. Devices that share a link, an edge CPU or a backhaul slow each

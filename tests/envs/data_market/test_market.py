@@ -95,7 +95,7 @@ def test_relay_best_response_is_forward_and_report() -> None:
     market.seed(list(range(BATCH)))
     market.reset()
     infos = market.step(relay_actions(market, FORWARD_AND_REPORT)).infos["relay"]
-    # Sprite's condition holds for the default credits, so nobody gains by deviating.
+    # Sprite's condition holds for the default credits, so no relay gains by deviating.
     np.testing.assert_allclose(infos[keys.BEST_RESPONSE_UTILITY], infos[keys.UTILITY])
     assert infos[f"{keys.REFERENCE}/{keys.FORWARDED}"].all()
 
@@ -130,7 +130,7 @@ def test_observations_hide_private_values() -> None:
     market.seed([0])
     observations = market.reset()
     buyer = observations["buyer"][0]
-    # Buyer i's observation holds its own willingness only.
+    # Buyer i's observation contains its own willingness only.
     for i in range(market.n_buyers):
         own = market.market.willingness[0, i]
         assert buyer[i, 3] == pytest.approx(own, rel=1e-6)

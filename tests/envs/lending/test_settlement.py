@@ -221,7 +221,7 @@ def test_audit_log_replays_balances(name: str) -> None:
     ledger = market.book.ledger
     log = ledger.audit_logs[0]
     log.verify()
-    # The log holds confirmed transactions; pending ones are already debited from their payers.
+    # The log contains confirmed transactions. Pending ones are already debited from payers.
     np.testing.assert_allclose(
         log.replay(), ledger.balances[0] + ledger.pending_outgoing()[0], atol=1e-9
     )
@@ -341,7 +341,7 @@ def test_best_response_respects_budgets() -> None:
 @pytest.mark.parametrize("name", sorted(MARKETS))
 def test_rejected_loans_earn_nothing(name: str) -> None:
     # A queue of one slot is full after the first transaction of a round, so principals are
-    # rejected; no utility may be paid for loans that never moved.
+    # rejected. No utility may be paid for loans that never moved.
     market = MARKETS[name](
         num_instances=2, max_cycles=3, ledger={"mode": "chain", "queue_capacity": 1}
     )

@@ -192,7 +192,8 @@ def test_rgb_frame_is_drawn() -> None:
     env.step(actions)
     frame = env.render()
     assert frame.dtype == np.uint8
-    assert frame.ndim == 3 and frame.shape[2] == 3
+    assert frame.ndim == 3
+    assert frame.shape[2] == 3
     assert len(np.unique(frame.reshape(-1, 3), axis=0)) > 10, "the frame is nearly blank"
 
 
@@ -303,7 +304,7 @@ def test_learned_prices_keep_optimum_below_equilibrium() -> None:
     assert not infos[f"{keys.REFERENCE}/{keys.OPTIMUM_EXACT}"].any()
 
 
-def test_failed_task_earns_no_income_and_pays_no_price() -> None:
+def test_failed_task_reward() -> None:
     market = OffloadingMarket(
         num_instances=2,
         reputation=True,
