@@ -106,7 +106,7 @@ class LoanBook:
             lender_array.shape, borrower_array.shape, principal_array.shape, rate_array.shape
         )
         lender_array, borrower_array, principal_array, rate_array = (
-            np.broadcast_to(value, shape)
+            value if value.shape == shape else np.broadcast_to(value, shape)
             for value in (lender_array, borrower_array, principal_array, rate_array)
         )
         payee_array = (
@@ -116,24 +116,30 @@ class LoanBook:
         )
 
         # The j-th requested loan of an instance takes its j-th free slot.
+        batch, capacity = self.status.shape
         free = self.status != LOAN_ACTIVE
         requested = principal_array > 0.0
-        request_rank = np.cumsum(requested, axis=1) - 1
-        requested &= request_rank < free.sum(axis=1, keepdims=True)
-        free_slots = np.argsort(~free, axis=1, kind="stable")
-        slot = np.take_along_axis(free_slots, np.clip(request_rank, 0, free.shape[1] - 1), axis=1)
+        request_rank = _row_cumsum(requested) - 1
+        free_count = _row_cumsum(free)[:, -1]
+        requested &= request_rank < free_count[:, None]
+        # Free slots as flat indices b * capacity + slot, instance by instance in slot order:
+        # instance b's j-th free slot is entry first_free[b] + j.
+        free_slots = np.flatnonzero(free)
+        first_free = np.cumsum(free_count) - free_count
+        pick = np.clip(first_free[:, None] + request_rank, 0, max(free_slots.size - 1, 0))
+        slot = free_slots[pick] % capacity if free_slots.size else np.zeros_like(pick)
         submission = self.ledger.submit(
             lender_array, payee_array, principal_array, Kind.LOAN_PRINCIPAL, where=requested
         )
         opened = requested & submission.accepted
-        rows, columns = np.nonzero(opened)
-        s = slot[rows, columns]
-        self.status[rows, s] = LOAN_ACTIVE
-        self.lender[rows, s] = lender_array[rows, columns]
-        self.borrower[rows, s] = borrower_array[rows, columns]
-        self.principal[rows, s] = principal_array[rows, columns]
-        self.rate[rows, s] = rate_array[rows, columns]
-        self.maturity[rows, s] = self.ledger.round + term
+        entries = np.flatnonzero(opened)
+        index = (entries // opened.shape[1]) * capacity + slot.reshape(-1)[entries]
+        _flat(self.status)[index] = LOAN_ACTIVE
+        _flat(self.lender)[index] = lender_array.reshape(-1)[entries]
+        _flat(self.borrower)[index] = borrower_array.reshape(-1)[entries]
+        _flat(self.principal)[index] = principal_array.reshape(-1)[entries]
+        _flat(self.rate)[index] = rate_array.reshape(-1)[entries]
+        _flat(self.maturity)[index] = self.ledger.round + term
         slots = np.where(opened, slot, -1)
         return slots[:, 0] if one_column else slots
 
@@ -147,18 +153,21 @@ class LoanBook:
         # a borrower's repayments are checked one after the other against its balance.
         columns = np.flatnonzero(due.any(axis=0))
         if columns.size:
-            rows = due[:, columns]
+            # When every slot is due in some instance (usual with few slots), a full slice
+            # selects the columns without copying them.
+            columns_or_all = slice(None) if columns.size == due.shape[1] else columns
+            rows = due[:, columns_or_all]
             submission = self.ledger.submit(
-                self.borrower[:, columns],
-                self.lender[:, columns],
-                repayment[:, columns],
+                self.borrower[:, columns_or_all],
+                self.lender[:, columns_or_all],
+                repayment[:, columns_or_all],
                 Kind.REPAYMENT,
                 where=rows,
             )
-            repaid[:, columns] = rows & submission.accepted
+            repaid[:, columns_or_all] = rows & submission.accepted
             # NOTE: a repayment that the ledger rejects because the instance's queue is full
             # also counts as a default. Markets size the queue so that it does not fill.
-            defaulted[:, columns] = rows & ~submission.accepted
+            defaulted[:, columns_or_all] = rows & ~submission.accepted
         if defaulted.any():
             unpaid = np.where(defaulted, repayment, 0.0)
             self.defaults += self.ledger.sum_by_account(self.borrower, defaulted).astype(np.int64)
@@ -172,15 +181,11 @@ class LoanBook:
 
     def outstanding(self) -> np.ndarray:
         """Principal of active loans owed by each account, (B, A)."""
-        return self.ledger.sum_by_account(
-            self.borrower, np.where(self.status == LOAN_ACTIVE, self.principal, 0.0)
-        )
+        return self.ledger.sum_where(self.borrower, self.principal, self.status == LOAN_ACTIVE)
 
     def outstanding_lent(self) -> np.ndarray:
         """Principal of active loans lent by each account, (B, A)."""
-        return self.ledger.sum_by_account(
-            self.lender, np.where(self.status == LOAN_ACTIVE, self.principal, 0.0)
-        )
+        return self.ledger.sum_where(self.lender, self.principal, self.status == LOAN_ACTIVE)
 
 
 def _as_columns(value: Any, dtype: Any, batch: int) -> np.ndarray:
@@ -189,6 +194,29 @@ def _as_columns(value: Any, dtype: Any, batch: int) -> np.ndarray:
     if array.ndim <= 1:
         array = np.broadcast_to(array, (batch,))[:, None]
     return array
+
+
+def _row_cumsum(mask: np.ndarray) -> np.ndarray:
+    """Running count of true entries along each row of a (B, K) mask, int64.
+
+    Counted on the transposed mask, one whole-column addition per k: numpy's row-wise cumsum
+    costs a call per row, which dominates at large B.
+    """
+    if mask.shape[1] == 1:
+        return mask.astype(np.int64)
+    columns = np.ascontiguousarray(mask.T)
+    return np.cumsum(columns, axis=0, dtype=np.int64).T
+
+
+def _flat(array: np.ndarray) -> np.ndarray:
+    """Return a 1-D view of a C-contiguous array, to write through flat indices.
+
+    Raises:
+        ValueError: If the array is not C-contiguous, because the writes would go to a copy.
+    """
+    if not array.flags.c_contiguous:
+        raise ValueError("loan book arrays must be C-contiguous to be written through flat views")
+    return array.reshape(-1)
 
 
 class Escrow:
@@ -291,8 +319,12 @@ def credit_payouts(reported: Any, alpha: float, beta: float, delivered: Any = No
     if count == 0:
         return np.zeros(reported.shape)  # a path without relays pays no credit
     positions = np.arange(count)[None, :]
-    any_report = reported.any(axis=1)
-    last = np.where(any_report, count - 1 - np.argmax(reported[:, ::-1], axis=1), -1)
+    # Position of the last relay that reported, -1 where none did. It takes one whole-column
+    # pass per path position, because numpy reduces a short last axis one row at a time, which
+    # costs far more at large B.
+    last = np.full(reported.shape[0], -1, dtype=np.int64)
+    for k in range(count):
+        last = np.where(reported[:, k], k, last)
     if delivered is not None:
         # The receiver, past the last relay, is the last reporter.
         received = np.broadcast_to(np.asarray(delivered, dtype=bool), (reported.shape[0],))

@@ -145,23 +145,60 @@ class Submission:
 class Settlement:
     """Transactions confirmed at the end of a round.
 
+    The confirmed transactions are stored once, as entries in flat slot order. The (B, Q)
+    properties ``payer``, ``payee``, ``amount``, ``kind`` and ``tx_id`` spread them over the
+    queue's shape each time they are read, because markets read only ``received`` and
+    ``paid``, and copying the whole queue every round was a large part of end_round's cost.
+
     Attributes:
         confirmed: Whether each queue slot confirmed this round, (B, Q).
-        payer, payee, kind, tx_id: Those slots' fields, (B, Q) (meaningful where confirmed).
-        amount: Those slots' amounts (coins), (B, Q), 0 where not confirmed.
+        entries: Flat indices b * Q + slot of the confirmed slots, ascending, (C,).
+        entry_payer, entry_payee, entry_kind, entry_tx_id: Those transactions' fields, (C,).
+        entry_amount: Those transactions' amounts (coins), (C,).
         received: Coins credited to each account this round, (B, A).
         paid: Coins of each account's transactions that confirmed this round, (B, A). They
             were debited at submission, and confirmation credits them to the payees.
     """
 
     confirmed: np.ndarray
-    payer: np.ndarray
-    payee: np.ndarray
-    amount: np.ndarray
-    kind: np.ndarray
-    tx_id: np.ndarray
+    entries: np.ndarray
+    entry_payer: np.ndarray
+    entry_payee: np.ndarray
+    entry_amount: np.ndarray
+    entry_kind: np.ndarray
+    entry_tx_id: np.ndarray
     received: np.ndarray
     paid: np.ndarray
+
+    @property
+    def payer(self) -> np.ndarray:
+        """Payer account of each queue slot, (B, Q); 0 where the slot did not confirm."""
+        return self._spread(self.entry_payer, 0)
+
+    @property
+    def payee(self) -> np.ndarray:
+        """Payee account of each queue slot, (B, Q); 0 where the slot did not confirm."""
+        return self._spread(self.entry_payee, 0)
+
+    @property
+    def amount(self) -> np.ndarray:
+        """Amount of each queue slot (coins), (B, Q); 0 where the slot did not confirm."""
+        return self._spread(self.entry_amount, 0.0)
+
+    @property
+    def kind(self) -> np.ndarray:
+        """:class:`Kind` of each queue slot, (B, Q); 0 where the slot did not confirm."""
+        return self._spread(self.entry_kind, 0)
+
+    @property
+    def tx_id(self) -> np.ndarray:
+        """Transaction id of each queue slot, (B, Q); -1 where the slot did not confirm."""
+        return self._spread(self.entry_tx_id, -1)
+
+    def _spread(self, values: np.ndarray, fill: Any) -> np.ndarray:
+        spread = np.full(self.confirmed.shape, fill, dtype=values.dtype)
+        spread.reshape(-1)[self.entries] = values
+        return spread
 
 
 class Ledger:
@@ -199,7 +236,11 @@ class Ledger:
         self.config = LedgerConfig.parse(config)
         self.account_names = names + list(SYSTEM_ACCOUNTS)
         self.num_instances = int(num_instances)
+        self._rows = np.arange(self.num_instances)
         self._index = {name: index for index, name in enumerate(self.account_names)}
+        # Flat index of each instance's first account and first queue slot, (B, 1).
+        self._account_base = self._rows[:, None] * len(self.account_names)
+        self._slot_base = self._rows[:, None] * self.config.queue_capacity
         self.escrow = self._index["escrow"]
         self.clearing = self._index["clearing"]
         self.mint = self._index["mint"]
@@ -321,20 +362,33 @@ class Ledger:
             raise ValueError(
                 f"amounts must broadcast to (instances={self.num_instances}, K), got shape {shape}"
             )
-        payers = np.broadcast_to(np.asarray(payer, dtype=np.int64), shape)
-        payees = np.broadcast_to(np.asarray(payee, dtype=np.int64), shape)
-        kinds = np.broadcast_to(np.asarray(kind, dtype=np.int64), shape)
-        wanted = np.broadcast_to(np.asarray(where, dtype=bool), shape)
         count = self.num_accounts
-        valid = wanted & np.isfinite(amount_array) & (amount_array >= 0.0)
-        valid &= (payers >= 0) & (payers < count) & (payees >= 0) & (payees < count)
-        from_mint = payers == self.mint
-        valid &= (kinds == int(Kind.MINT)) == from_mint
-        status = np.where(wanted, int(Status.REJECTED), int(Status.SKIPPED)).astype(np.int64)
+        payer_array = np.asarray(payer, dtype=np.int64)
+        payee_array = np.asarray(payee, dtype=np.int64)
+        kind_array = np.asarray(kind, dtype=np.int64)
+        # The checks of accounts and kinds run on the arrays as given, often scalars, and are
+        # broadcast after.
+        mint_payer = payer_array == self.mint
+        accounts_valid = (payer_array >= 0) & (payer_array < count)
+        accounts_valid &= (payee_array >= 0) & (payee_array < count)
+        accounts_valid &= (kind_array == int(Kind.MINT)) == mint_payer
+        # Broadcasting here also rejects account and kind arrays of the wrong shape.
+        payers = _broadcast(payer_array, shape)
+        payees = _broadcast(payee_array, shape)
+        kinds = _broadcast(kind_array, shape)
+        wanted = _broadcast(np.asarray(where, dtype=bool), shape)
+        valid = wanted & accounts_valid & np.isfinite(amount_array) & (amount_array >= 0.0)
+        status = np.ascontiguousarray(
+            np.where(wanted, np.int64(Status.REJECTED), np.int64(Status.SKIPPED))
+        )
         tx_ids = np.full(shape, -1, dtype=np.int64)
         if valid.any():
+            from_mint = _broadcast(mint_payer, shape)
             batch = (payers, payees, amount_array, kinds, valid, from_mint)
-            if not self._submit_together(*batch, tx_ids, status):
+            submitted = self._submit_together(*batch, tx_ids, status) or (
+                self._submit_by_occurrence(*batch, tx_ids, status)
+            )
+            if not submitted:
                 self._submit_in_order(*batch, tx_ids, status)
         return Submission(tx_ids=tx_ids, status=status)
 
@@ -360,31 +414,146 @@ class Ledger:
         capacity = self.config.queue_capacity
         if width > capacity:
             return False
-        rows = np.arange(batch)[:, None]
+        accounts = self.num_accounts
+        safe_payers = np.where(valid, payers, 0)
+        flat_payers = self._account_base + safe_payers
         if width > 1:
-            # Invalid entries get distinct negative labels, so they never collide.
-            labels = np.where(valid, payers, -1 - np.arange(width)[None, :])
-            ordered = np.sort(labels, axis=1)
-            if np.any(ordered[:, 1:] == ordered[:, :-1]):
+            paying = flat_payers[valid]
+            if np.bincount(paying, minlength=batch * accounts).max(initial=0) > 1:
                 return False
-        slots = (self._write[:, None] + np.arange(width)[None, :]) % capacity
-        if self.queue_active[rows, slots].any():
+        # Flat queue index of the slot that an instance's k-th accepted entry would take.
+        if width == 1:
+            queue_slots = self._slot_base + self._write[:, None] % capacity
+        else:
+            queue_slots = self._slot_base + (self._write[:, None] + np.arange(width)) % capacity
+        if _flat(self.queue_active)[queue_slots].any():
             return False
 
-        safe_payers = np.where(valid, payers, 0)
-        covered = self.balances[rows, safe_payers] + FUNDS_TOLERANCE >= amounts
+        balances = _flat(self.balances)
+        covered = balances[flat_payers] + FUNDS_TOLERANCE >= amounts
         accepted = valid & (covered | from_mint)
-        rank = np.cumsum(accepted, axis=1) - 1
-        b, k = np.nonzero(accepted)
-        s = slots[b, rank[b, k]]
-        value = amounts[b, k]
-        self.balances -= self.sum_by_account(safe_payers, np.where(accepted, amounts, 0.0))
-        self.minted += np.where(accepted & from_mint, amounts, 0.0).sum(axis=1)
-        ids = self.next_id[b] + rank[b, k]
-        self._enqueue(b, s, payers[b, k], payees[b, k], value, kinds[b, k], ids)
-        tx_ids[b, k] = ids
-        status[b, k] = int(Status.PENDING)
-        accepted_count = accepted.sum(axis=1)
+        # The accepted entries in order, instance by instance. Each one's rank among its
+        # instance's accepted entries gives its queue slot and id.
+        entries = np.flatnonzero(accepted)
+        # When every entry is accepted, entries is arange(B * K), and so is taken below. Gathering
+        # a flattened (B, K) array at them returns the array itself, so gather() skips the copy.
+        every_entry = entries.size == accepted.size
+
+        def gather(array: np.ndarray) -> np.ndarray:
+            flat = array.reshape(-1)
+            return flat if every_entry else flat[entries]
+
+        if width == 1:
+            b = entries
+            accepted_count = accepted[:, 0].astype(np.int64)
+            ids = self.next_id.copy() if every_entry else self.next_id[b]
+        else:
+            b = entries // width
+            accepted_count = np.bincount(b, minlength=batch)
+            first = np.cumsum(accepted_count) - accepted_count
+            rank = np.arange(entries.size) - first[b]
+            # An instance's accepted entries take its slots from the write position in order,
+            # so with every entry accepted, taken equals entries.
+            taken = b * width + rank
+            ids = self.next_id[b] + rank
+        value = gather(amounts)
+        # No account pays twice, so each balance loses at most one amount. Adding it to 0.0
+        # first gives the bits of summing it per account (np.bincount starts from 0.0).
+        balances[gather(flat_payers)] -= np.add(0.0, value)
+        minting = gather(from_mint)
+        if minting.any():
+            self.minted[b[minting]] += np.add(0.0, value[minting])
+        self._enqueue(
+            gather(queue_slots) if width == 1 or every_entry else queue_slots.reshape(-1)[taken],
+            gather(payers),
+            gather(payees),
+            value,
+            gather(kinds),
+            ids,
+        )
+        if every_entry:
+            _flat(tx_ids)[:] = ids
+        else:
+            _flat(tx_ids)[entries] = ids
+        _flat(status)[entries] = int(Status.PENDING)
+        self.next_id += accepted_count
+        self._write += accepted_count
+        return True
+
+    def _submit_by_occurrence(
+        self,
+        payers: np.ndarray,
+        payees: np.ndarray,
+        amounts: np.ndarray,
+        kinds: np.ndarray,
+        valid: np.ndarray,
+        from_mint: np.ndarray,
+        tx_ids: np.ndarray,
+        status: np.ndarray,
+    ) -> bool:
+        """Accept transactions as :meth:`_submit_in_order` does, with one pass per repeat of a
+        payer instead of one per k.
+
+        Credits wait for confirmation, so whether a transaction is covered depends only on its
+        payer's earlier transactions in the call. When the K queue slots from the write position
+        are free, every accepted transaction finds its slot. Then pass j checks the j-th
+        transaction of every payer at once. No account pays twice within a pass, and each
+        balance (and ``minted``) still changes by its amounts in k order. Returns False, and
+        changes nothing, when a slot is taken.
+        """
+        batch, width = payers.shape
+        capacity = self.config.queue_capacity
+        if width > capacity:
+            return False
+        queue_slots = self._slot_base + (self._write[:, None] + np.arange(width)) % capacity
+        if _flat(self.queue_active)[queue_slots].any():
+            return False
+
+        entries = np.flatnonzero(valid)
+        flat_payers = (self._account_base + np.where(valid, payers, 0)).reshape(-1)[entries]
+        # Each entry's occurrence among its payer's entries, counted in k order. Flat payer
+        # indices differ between instances, so a stable sort groups each payer's entries and
+        # keeps them in k order.
+        order = np.argsort(flat_payers, kind="stable")
+        grouped = flat_payers[order]
+        starts = np.flatnonzero(np.concatenate([[True], grouped[1:] != grouped[:-1]]))
+        sizes = np.diff(np.append(starts, grouped.size))
+        occurrence = np.empty(entries.size, dtype=np.int64)
+        occurrence[order] = np.arange(entries.size) - np.repeat(starts, sizes)
+
+        balances = _flat(self.balances)
+        amount = amounts.reshape(-1)[entries]
+        minting = from_mint.reshape(-1)[entries]
+        taken = np.zeros(entries.size, dtype=bool)
+        for j in range(int(occurrence.max()) + 1):
+            current = np.flatnonzero(occurrence == j)
+            covered = balances[flat_payers[current]] + FUNDS_TOLERANCE >= amount[current]
+            chosen = current[covered | minting[current]]
+            balances[flat_payers[chosen]] -= amount[chosen]
+            # Minting entries are those the mint account pays. It is one payer, so each instance
+            # mints at most once per pass, and no index repeats in this addition.
+            mint_chosen = chosen[minting[chosen]]
+            if mint_chosen.size:
+                self.minted[entries[mint_chosen] // width] += amount[mint_chosen]
+            taken[chosen] = True
+
+        # An instance's accepted transactions take its ids and slots in k order.
+        accepted = entries[taken]
+        b = accepted // width
+        accepted_count = np.bincount(b, minlength=batch)
+        first = np.cumsum(accepted_count) - accepted_count
+        rank = np.arange(accepted.size) - first[b]
+        ids = self.next_id[b] + rank
+        self._enqueue(
+            queue_slots.reshape(-1)[b * width + rank],
+            payers.reshape(-1)[accepted],
+            payees.reshape(-1)[accepted],
+            amounts.reshape(-1)[accepted],
+            kinds.reshape(-1)[accepted],
+            ids,
+        )
+        _flat(tx_ids)[accepted] = ids
+        _flat(status)[accepted] = int(Status.PENDING)
         self.next_id += accepted_count
         self._write += accepted_count
         return True
@@ -401,58 +570,79 @@ class Ledger:
         status: np.ndarray,
     ) -> None:
         """Accept transactions k = 0..K-1 one after the other, each against the balance and the
-        queue that the earlier ones left."""
-        rows = np.arange(self.num_instances)
+        queue that the earlier ones left.
+
+        Acceptance is sequential by nature: whether transaction k is covered depends on which
+        earlier ones were accepted. So the loop runs over k, and each pass handles every
+        instance at once.
+        """
+        rows = self._rows
         capacity = self.config.queue_capacity
+        balances = _flat(self.balances)
+        active = _flat(self.queue_active)
+        payer_index = rows[:, None] * self.num_accounts + np.where(valid, payers, 0)
+        accepted = np.zeros(payers.shape, dtype=bool)
+        queue_index = np.zeros(payers.shape, dtype=np.int64)
         for k in range(payers.shape[1]):
             if not valid[:, k].any():
                 continue
-            value, source = amounts[:, k], payers[:, k]
-            safe_source = np.where(valid[:, k], source, 0)
-            covered = self.balances[rows, safe_source] + FUNDS_TOLERANCE >= value
-            slot = self._write % capacity
-            free = ~self.queue_active[rows, slot]
-            accepted = valid[:, k] & (covered | from_mint[:, k]) & free
-            if not accepted.any():
+            value, source = amounts[:, k], payer_index[:, k]
+            covered = balances[source] + FUNDS_TOLERANCE >= value
+            slot = rows * capacity + self._write % capacity
+            free = ~active[slot]
+            taken = valid[:, k] & (covered | from_mint[:, k]) & free
+            if not taken.any():
                 continue
-            b, s = rows[accepted], slot[accepted]
-            self.balances[b, source[accepted]] -= value[accepted]
-            self.minted[b] += np.where(from_mint[accepted, k], value[accepted], 0.0)
-            ids = self.next_id[accepted]
+            balances[source[taken]] -= value[taken]
+            minting = taken & from_mint[:, k]
+            if minting.any():
+                self.minted[minting] += value[minting]
+            # Later transactions of this call see the slot as taken. The rest of the queue
+            # entry is written once, after the loop.
+            active[slot[taken]] = True
+            accepted[:, k] = taken
+            queue_index[:, k] = slot
+            tx_ids[taken, k] = self.next_id[taken]
+            self.next_id += taken
+            self._write += taken
+        entries = np.flatnonzero(accepted)
+        if entries.size:
             self._enqueue(
-                b,
-                s,
-                source[accepted],
-                payees[accepted, k],
-                value[accepted],
-                kinds[accepted, k],
-                ids,
+                queue_index.reshape(-1)[entries],
+                payers.reshape(-1)[entries],
+                payees.reshape(-1)[entries],
+                amounts.reshape(-1)[entries],
+                kinds.reshape(-1)[entries],
+                tx_ids.reshape(-1)[entries],
             )
-            tx_ids[accepted, k] = ids
-            status[accepted, k] = int(Status.PENDING)
-            self.next_id[accepted] += 1
-            self._write[accepted] += 1
+            _flat(status)[entries] = int(Status.PENDING)
 
     def _enqueue(
         self,
-        b: np.ndarray,
-        s: np.ndarray,
+        index: np.ndarray,
         payers: np.ndarray,
         payees: np.ndarray,
         amounts: np.ndarray,
         kinds: np.ndarray,
         ids: np.ndarray,
     ) -> None:
-        """Write accepted transactions into queue slots (b, s)."""
-        self.queue_active[b, s] = True
-        self.queue_payer[b, s] = payers
-        self.queue_payee[b, s] = payees
-        self.queue_amount[b, s] = amounts
-        self.queue_kind[b, s] = kinds
-        self.queue_round[b, s] = self.round
-        self.queue_id[b, s] = ids
-        self.queue_block[b, s] = -1
-        self.queue_attached[b, s] = False
+        """Write accepted transactions into the queue at flat indices b * capacity + slot.
+
+        Flat indices into the (B, capacity) arrays cost a fraction of (b, slot) index pairs.
+        """
+        _flat(self.queue_active)[index] = True
+        _flat(self.queue_payer)[index] = payers
+        _flat(self.queue_payee)[index] = payees
+        _flat(self.queue_amount)[index] = amounts
+        _flat(self.queue_kind)[index] = kinds
+        _flat(self.queue_round)[index] = self.round
+        _flat(self.queue_id)[index] = ids
+        # Only chain mode assigns blocks and only tangle mode attaches transactions. In the
+        # other modes these entries keep their reset values, -1 and False.
+        if self.config.mode == "chain":
+            _flat(self.queue_block)[index] = -1
+        elif self.config.mode == "tangle":
+            _flat(self.queue_attached)[index] = False
 
     def end_round(self) -> Settlement:
         """Confirm what the mode confirms at the end of this round, credit it, and advance."""
@@ -464,19 +654,24 @@ class Ledger:
         else:
             confirmed = self._tangle_confirmations()
 
-        amount = np.where(confirmed, self.queue_amount, 0.0)
-        received = self.sum_by_account(self.queue_payee, amount)
-        paid = self.sum_by_account(self.queue_payer, amount)
+        entries = np.flatnonzero(confirmed)
+        payer = _flat(self.queue_payer)[entries]
+        payee = _flat(self.queue_payee)[entries]
+        amount = _flat(self.queue_amount)[entries]
+        instance = entries // self.config.queue_capacity
+        received = self._sum_per_account(instance, payee, amount)
+        paid = self._sum_per_account(instance, payer, amount)
         self.balances += received
         self.last_received = received
         self.total_received += received
         settlement = Settlement(
             confirmed=confirmed,
-            payer=self.queue_payer.copy(),
-            payee=self.queue_payee.copy(),
-            amount=amount,
-            kind=self.queue_kind.copy(),
-            tx_id=self.queue_id.copy(),
+            entries=entries,
+            entry_payer=payer,
+            entry_payee=payee,
+            entry_amount=amount,
+            entry_kind=_flat(self.queue_kind)[entries],
+            entry_tx_id=_flat(self.queue_id)[entries],
             received=received,
             paid=paid,
         )
@@ -557,16 +752,52 @@ class Ledger:
     # ----------------------------------------------------------------------------------------
 
     def _pending_by(self, accounts: np.ndarray) -> np.ndarray:
-        return self.sum_by_account(accounts, np.where(self.queue_active, self.queue_amount, 0.0))
+        return self.sum_where(accounts, self.queue_amount, self.queue_active)
 
     def sum_by_account(self, accounts: np.ndarray, amounts: np.ndarray) -> np.ndarray:
         """Sum (B, K) amounts into the (B, A) accounts that ``accounts`` names for each entry."""
         amounts = np.asarray(amounts, dtype=np.float64)
-        flat = accounts + self.num_accounts * np.arange(self.num_instances)[:, None]
+        flat = accounts + self.num_accounts * self._rows[:, None]
         totals = np.bincount(
             flat.ravel(), weights=amounts.ravel(), minlength=self.num_instances * self.num_accounts
         )
         return totals.reshape(self.num_instances, self.num_accounts)
+
+    def sum_where(self, accounts: np.ndarray, amounts: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Sum the (B, K) amounts where ``mask`` is true into the (B, A) accounts they name.
+
+        Returns the bits of ``sum_by_account(accounts, np.where(mask, amounts, 0.0))`` but reads
+        only the masked entries. Leaving out the zeros changes no sum. Each account's total
+        starts at 0.0 and adds the entries in the same order. A total that starts at 0.0 is
+        never -0.0, so adding 0.0 to it leaves it as it is.
+        """
+        mask = _broadcast(np.asarray(mask), np.shape(amounts))
+        return self._sum_entries(accounts, amounts, np.flatnonzero(mask))
+
+    def _sum_entries(self, accounts: Any, amounts: Any, entries: np.ndarray) -> np.ndarray:
+        """Sum the (B, K) amounts at flat indices ``entries`` into the (B, A) accounts."""
+        if entries.size == 0:
+            return self._sum_per_account(entries, entries, np.zeros(0))
+        amounts = np.asarray(amounts, dtype=np.float64)
+        width = amounts.shape[1]
+        named = _broadcast(np.asarray(accounts), amounts.shape).reshape(-1)[entries]
+        return self._sum_per_account(entries // width, named, amounts.reshape(-1)[entries])
+
+    def _sum_per_account(
+        self, instance: np.ndarray, accounts: np.ndarray, amounts: np.ndarray
+    ) -> np.ndarray:
+        """Sum amounts into (B, A) totals by (instance, account), adding them in the given order.
+
+        Args:
+            instance, accounts: Instance and account index of each amount, (C,).
+            amounts: Coins, (C,), float64.
+        """
+        shape = (self.num_instances, self.num_accounts)
+        if amounts.size == 0:
+            # np.bincount returns integers when it has no weights to add.
+            return np.zeros(shape)
+        flat = instance * self.num_accounts + accounts
+        return np.bincount(flat, weights=amounts, minlength=shape[0] * shape[1]).reshape(shape)
 
     def _chain_confirmations(self) -> np.ndarray:
         config = self.config
@@ -601,3 +832,21 @@ class Ledger:
         for b, log in enumerate(self.audit_logs):
             slots = np.flatnonzero(settlement.confirmed[b])
             log.append_block(self.round, self.records(b, slots))
+
+
+def _flat(array: np.ndarray) -> np.ndarray:
+    """Return a 1-D view of a C-contiguous array, to write through flat indices.
+
+    Raises:
+        ValueError: If the array is not C-contiguous, because the writes would go to a copy.
+    """
+    if not array.flags.c_contiguous:
+        raise ValueError(
+            "ledger state arrays must be C-contiguous to be written through flat views"
+        )
+    return array.reshape(-1)
+
+
+def _broadcast(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Broadcast an array to ``shape``, skipping np.broadcast_to (microseconds) when it fits."""
+    return array if array.shape == shape else np.broadcast_to(array, shape)

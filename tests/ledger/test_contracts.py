@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledgerzoo.ledger.contracts import (
     ESCROW_REFUNDED,
@@ -118,6 +120,37 @@ def test_credit_payouts_rule(reported: list[bool], expected: list[float]) -> Non
     payouts = credit_payouts([reported], ALPHA, BETA)
 
     assert payouts[0].tolist() == expected, payouts
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    paths=st.integers(1, 6).flatmap(
+        lambda count: st.lists(
+            st.tuples(st.lists(st.booleans(), min_size=count, max_size=count), st.booleans()),
+            min_size=1,
+            max_size=5,
+        )
+    )
+)
+def test_credit_payouts_match_path_rule(paths: list) -> None:
+    reported = np.array([flags for flags, _ in paths])
+    delivered = np.array([received for _, received in paths])
+
+    for receiver in (None, delivered):
+        payouts = credit_payouts(reported, ALPHA, BETA, delivered=receiver)
+
+        for b, (flags, received) in enumerate(paths):
+            reporters = [k for k, flag in enumerate(flags) if flag]
+            last = len(flags) if receiver is not None and received else max(reporters, default=-1)
+            expected = []
+            for k, flag in enumerate(flags):
+                if flag and k == last:
+                    expected.append(BETA)
+                elif flag and k < last:
+                    expected.append(ALPHA)
+                else:
+                    expected.append(0.0)
+            assert payouts[b].tolist() == expected, (flags, received, receiver is None)
 
 
 def test_credit_payouts_need_alpha_above_beta() -> None:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledgerzoo.ledger.core import Ledger, LedgerConfig
+from ledgerzoo.ledger.core import FUNDS_TOLERANCE, Ledger, LedgerConfig
 from ledgerzoo.ledger.records import Kind, Status
 
 AGENTS = ["a", "b", "c"]
@@ -22,6 +22,10 @@ def stream_strategy(max_rounds: int = 12) -> st.SearchStrategy:
     )
     return st.lists(st.lists(transaction, max_size=4), min_size=1, max_size=max_rounds)
 
+
+# A payment is accepted when the balance covers it within FUNDS_TOLERANCE, so a balance can end
+# that far below 0, plus the rounding of the subtraction (a few ulps of the coins involved).
+LOWEST_BALANCE = -(FUNDS_TOLERANCE + 1e-12)
 
 CHAIN = {"mode": "chain", "block_interval": 2, "block_capacity": 2, "confirmations": 1}
 TANGLE = {"mode": "tangle", "tangle": {"milestone_interval": 3}}
@@ -38,7 +42,7 @@ def play(ledger: Ledger, stream: list, drain_rounds: int = 40) -> tuple[set[int]
                 accepted.add(int(submission.tx_ids[0, 0]))
         settlement = ledger.end_round()
         confirmed |= {int(i) for i in settlement.tx_id[0][settlement.confirmed[0]]}
-        assert np.all(ledger.balances[0, : ledger.mint] >= -1e-9), ledger.balances
+        assert np.all(ledger.balances[0, : ledger.mint] >= LOWEST_BALANCE), ledger.balances
         assert ledger.conservation_error()[0] < 1e-9, ledger.conservation_error()
     return accepted, confirmed
 
@@ -52,6 +56,21 @@ def test_stream_conserves_and_confirms(config: object, stream: list) -> None:
 
     assert confirmed == accepted, f"accepted {sorted(accepted)}, confirmed {sorted(confirmed)}"
     assert ledger.pending_count()[0] == 0, ledger.pending_count()
+
+
+def test_payment_within_tolerance_stays_bounded() -> None:
+    # 5 - 1e-9 rounds so that paying 5.0 next leaves -1.00000008e-09: within tolerance, but
+    # just below -FUNDS_TOLERANCE.
+    ledger = Ledger(AGENTS, 1, "instant", initial_balances=[10.0, 5.0, 0.0])
+    first = ledger.submit([[1]], [[0]], [[1e-9]])
+    second = ledger.submit([[1]], [[0]], [[5.0]])
+    ledger.end_round()
+
+    assert first.accepted[0, 0]
+    assert second.accepted[0, 0]
+    assert ledger.balances[0, 1] >= LOWEST_BALANCE, ledger.balances
+    third = ledger.submit([[1]], [[0]], [[1e-9]])
+    assert not third.accepted[0, 0], "a balance at the tolerance covered another payment"
 
 
 def test_tangle_stream_confirms_everything() -> None:
@@ -271,17 +290,21 @@ def test_settlement_reports_paid_and_received() -> None:
                 st.booleans(),  # where
             ),
             min_size=1,
-            max_size=4,
+            max_size=6,
         ),
         min_size=1,
         max_size=6,
     ),
-    queue=st.integers(2, 6),
+    queue=st.integers(2, 8),
 )
-def test_vectorized_submit_matches_in_order(rounds: list, queue: int) -> None:
+@pytest.mark.parametrize("fast_paths", ["all", "by_occurrence"])
+def test_vectorized_submit_matches_in_order(fast_paths: str, rounds: list, queue: int) -> None:
     fast = Ledger(AGENTS, 2, {"mode": "chain", "queue_capacity": queue}, initial_balances=5.0)
     slow = Ledger(AGENTS, 2, {"mode": "chain", "queue_capacity": queue}, initial_balances=5.0)
+    if fast_paths == "by_occurrence":
+        fast._submit_together = lambda *args: False  # type: ignore[method-assign]
     slow._submit_together = lambda *args: False  # type: ignore[method-assign]
+    slow._submit_by_occurrence = lambda *args: False  # type: ignore[method-assign]
     mint = fast.mint
     for entries in rounds:
         payers = np.array([[p if p != len(AGENTS) + 3 else mint for p, *_ in entries]] * 2)
@@ -296,6 +319,53 @@ def test_vectorized_submit_matches_in_order(rounds: list, queue: int) -> None:
         np.testing.assert_array_equal(a.tx_ids, b.tx_ids)
         np.testing.assert_array_equal(fast.balances, slow.balances)
         np.testing.assert_array_equal(fast.queue_id, slow.queue_id)
-        fast.end_round()
-        slow.end_round()
+        np.testing.assert_array_equal(fast.minted, slow.minted)
+        for name in ("active", "payer", "payee", "amount", "kind", "round"):
+            np.testing.assert_array_equal(
+                getattr(fast, f"queue_{name}"), getattr(slow, f"queue_{name}"), err_msg=name
+            )
+        fast_settlement = fast.end_round()
+        slow_settlement = slow.end_round()
         np.testing.assert_array_equal(fast.balances, slow.balances)
+        for name in ("confirmed", "payer", "payee", "amount", "kind", "tx_id", "received", "paid"):
+            np.testing.assert_array_equal(
+                getattr(fast_settlement, name), getattr(slow_settlement, name), err_msg=name
+            )
+
+
+def test_settlement_fields_match_queue() -> None:
+    # Blocks every second round, each confirming its two oldest transactions at once.
+    config = {
+        "mode": "chain",
+        "block_interval": 2,
+        "block_capacity": 2,
+        "confirmations": 0,
+        "queue_capacity": 8,
+    }
+    ledger = Ledger(AGENTS, 2, config, initial_balances=10.0)
+    ledger.submit([[0, 1], [2, 0]], [[1, 2], [0, 1]], [[4.0, 1.5], [2.0, 0.5]], Kind.PAYMENT)
+    ledger.end_round()  # no block yet: nothing confirms
+    ledger.submit([[2], [1]], [[0], [2]], [[1.0], [3.0]], Kind.DATA_PURCHASE)
+    queue = {
+        "payer": ledger.queue_payer.copy(),
+        "payee": ledger.queue_payee.copy(),
+        "amount": ledger.queue_amount.copy(),
+        "kind": ledger.queue_kind.copy(),
+        "tx_id": ledger.queue_id.copy(),
+    }
+    fill = {"payer": 0, "payee": 0, "amount": 0.0, "kind": 0, "tx_id": -1}
+
+    settlement = ledger.end_round()
+
+    confirmed = settlement.confirmed
+    assert confirmed.sum(axis=1).tolist() == [2, 2]
+    assert ledger.pending_count().tolist() == [1, 1]
+    np.testing.assert_array_equal(settlement.entries, np.flatnonzero(confirmed))
+    for name, before in queue.items():
+        spread = getattr(settlement, name)
+        assert spread.dtype == before.dtype, name
+        np.testing.assert_array_equal(spread[confirmed], before[confirmed], err_msg=name)
+        np.testing.assert_array_equal(spread[~confirmed], fill[name], err_msg=name)
+    # The settlement keeps its transactions after the queue slots are reused.
+    ledger.submit([[0], [0]], [[1], [1]], [[0.25], [0.25]])
+    np.testing.assert_array_equal(settlement.tx_id[confirmed], queue["tx_id"][confirmed])

@@ -32,6 +32,27 @@ VecEnv = _vec_env.VecEnv
 RolePolicy = Callable[..., np.ndarray]
 
 
+class _SharedEmptyInfo(dict[str, Any]):
+    """The empty info dict that every slot shares in a step where no episode ends.
+
+    SB3 and its wrappers only read these dicts; they write only into the dicts of finished
+    episodes, which are fresh. A write into the shared dict raises, because it would appear in
+    every slot.
+    """
+
+    def _reject(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "RoleVecEnv gives every slot the same empty info dict in a step where no episode "
+            "ends; copy it with dict(info) before adding keys"
+        )
+
+    __setitem__ = __delitem__ = __ior__ = _reject
+    update = setdefault = pop = popitem = clear = _reject
+
+
+_NO_INFO = _SharedEmptyInfo()
+
+
 class RoleVecEnv(VecEnv):  # type: ignore[misc, valid-type]
     """A stable-baselines3 VecEnv over every agent of one role of a batched market.
 
@@ -123,7 +144,9 @@ class RoleVecEnv(VecEnv):  # type: ignore[misc, valid-type]
             observations = self.reset()
         else:
             dones = np.zeros(self.num_envs, dtype=bool)
-            infos = [{} for _ in range(self.num_envs)]
+            # One shared empty dict for every slot: building B x count dicts per step cost more
+            # than the market's step. It rejects writes, so no key can leak between slots.
+            infos = [_NO_INFO] * self.num_envs
         return observations, flat_rewards, dones, infos
 
     def close(self) -> None:

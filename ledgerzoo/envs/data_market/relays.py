@@ -144,24 +144,71 @@ def relay_path_outcome(
     )
 
 
-def relay_utilities(outcome: RelayOutcome, relay_paths: np.ndarray, n_relays: int) -> np.ndarray:
+class RelayRoutes:
+    """The relay at every position of B x P message paths, indexed once for gathers and sums.
+
+    Markets build it once per episode, because a path's relays are fixed for the episode.
+
+    Args:
+        relay_paths: Relay index at each position of each path, -1 for padding, (B, P, K).
+        n_relays: Number of relays R.
+    """
+
+    def __init__(self, relay_paths: np.ndarray, n_relays: int) -> None:
+        relay_paths = np.asarray(relay_paths, dtype=np.int64)
+        batch = relay_paths.shape[0]
+        self.relay_paths = relay_paths
+        self.n_relays = n_relays
+        self.valid = relay_paths >= 0
+        # Padding reads relay 0 in gathers, and the valid mask then drops it.
+        self._safe_paths = np.where(self.valid, relay_paths, 0)
+        instance = np.broadcast_to(np.arange(batch)[:, None, None], relay_paths.shape)
+        self._flat_relays = (instance * n_relays + self._safe_paths)[self.valid]
+
+    def spread(self, choices: np.ndarray) -> np.ndarray:
+        """Spread each relay's choice onto every path position it occupies.
+
+        Args:
+            choices: One choice per relay, (B, R) bool.
+
+        Returns:
+            The choice at each position, False at padding, (B, P, K) bool.
+        """
+        choices = np.asarray(choices, dtype=bool)
+        gathered = np.take_along_axis(
+            choices, self._safe_paths.reshape(choices.shape[0], -1), axis=1
+        ).reshape(self.relay_paths.shape)
+        return gathered & self.valid
+
+    def totals(self, values: np.ndarray) -> np.ndarray:
+        """Sum per-position values (B, P, K) onto the relays at those positions, (B, R).
+
+        Positions are summed in (path, position) order, whatever the values.
+        """
+        batch = self.relay_paths.shape[0]
+        totals = np.bincount(
+            self._flat_relays,
+            weights=np.asarray(values, dtype=np.float64)[self.valid],
+            minlength=batch * self.n_relays,
+        )
+        return totals.reshape(batch, self.n_relays)
+
+
+def relay_utilities(
+    outcome: RelayOutcome, relay_paths: np.ndarray | RelayRoutes, n_relays: int
+) -> np.ndarray:
     """Sum each relay's utility over every message it relayed.
 
     Args:
         outcome: Outcome of the messages, per path position (B, P, K).
-        relay_paths: Relay index at each position of each path, -1 for padding, (B, P, K).
+        relay_paths: Relay index at each position of each path, -1 for padding, (B, P, K),
+            or the :class:`RelayRoutes` built from it.
         n_relays: Number of relays R.
 
     Returns:
         Utility of each relay (coins), (B, R).
     """
-    relay_paths = np.asarray(relay_paths, dtype=np.int64)
-    batch = relay_paths.shape[0]
-    valid = relay_paths >= 0
-    instance = np.broadcast_to(np.arange(batch)[:, None, None], relay_paths.shape)
-    index = (instance * n_relays + np.where(valid, relay_paths, 0))[valid]
-    totals = np.bincount(index, weights=outcome.utilities[valid], minlength=batch * n_relays)
-    return totals.reshape(batch, n_relays)
+    return _routes(relay_paths, n_relays).totals(outcome.utilities)
 
 
 def choices_on_paths(choices: np.ndarray, relay_paths: np.ndarray) -> np.ndarray:
@@ -174,17 +221,21 @@ def choices_on_paths(choices: np.ndarray, relay_paths: np.ndarray) -> np.ndarray
     Returns:
         The choice at each position, False at padding, (B, P, K) bool.
     """
-    choices = np.asarray(choices, dtype=bool)
-    relay_paths = np.asarray(relay_paths, dtype=np.int64)
-    valid = relay_paths >= 0
-    gathered = np.take_along_axis(
-        choices, np.where(valid, relay_paths, 0).reshape(choices.shape[0], -1), axis=1
-    ).reshape(relay_paths.shape)
-    return gathered & valid
+    return RelayRoutes(relay_paths, np.shape(choices)[1]).spread(choices)
+
+
+def _routes(relay_paths: np.ndarray | RelayRoutes, n_relays: int) -> RelayRoutes:
+    if isinstance(relay_paths, RelayRoutes):
+        return relay_paths
+    return RelayRoutes(relay_paths, n_relays)
 
 
 def market_relay_outcome(
-    market: DataMarket, forward: np.ndarray, report: np.ndarray, trades: np.ndarray
+    market: DataMarket,
+    forward: np.ndarray,
+    report: np.ndarray,
+    trades: np.ndarray,
+    routes: RelayRoutes | None = None,
 ) -> RelayOutcome:
     """Follow one message per trading buyer-seller pair of a market.
 
@@ -197,24 +248,32 @@ def market_relay_outcome(
             receives.
         report: Each relay's choice to report, (B, R) bool.
         trades: Whether each pair trades this round, (B, I, J) bool.
+        routes: :func:`market_routes` of the market, when the caller keeps it.
 
     Returns:
         The outcome, with P = I * J paths.
     """
     batch = market.batch_size
-    paths = market.relay_paths.reshape(
-        batch, market.n_buyers * market.n_sellers, market.relay_paths.shape[-1]
-    )
+    if routes is None:
+        routes = market_routes(market)
     length = np.where(np.asarray(trades, dtype=bool), market.hops, 0).reshape(batch, -1)
     return relay_path_outcome(
-        choices_on_paths(forward, paths),
-        choices_on_paths(report, paths),
+        routes.spread(forward),
+        routes.spread(report),
         length,
         relay_credit=market.relay_credit,
         last_reporter_credit=market.last_reporter_credit,
         forward_cost=market.forward_cost,
         receipt_cost=market.receipt_cost,
     )
+
+
+def market_routes(market: DataMarket) -> RelayRoutes:
+    """Index the relays on the paths of a market's buyer-seller pairs, path p = i * J + j."""
+    paths = market.relay_paths.reshape(
+        market.batch_size, market.n_buyers * market.n_sellers, market.relay_paths.shape[-1]
+    )
+    return RelayRoutes(paths, market.n_relays)
 
 
 def forward_and_report_is_equilibrium(

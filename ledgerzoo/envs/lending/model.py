@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ledgerzoo.envs.core.rows import row_sum
+
 
 def prices_from_rates(rates: np.ndarray) -> np.ndarray:
     """Convert interest rates r into prices y = 1 / r (loan terms)."""
@@ -120,9 +122,22 @@ def lender_utilities(
         LU (coins), shape (B, N).
     """
     utilities = borrower_utilities(loans, rates, willingness)
-    others = utilities.sum(axis=-1, keepdims=True) - utilities
+    return lender_utilities_given(utilities, loans, rates, min_rate)
+
+
+def lender_utilities_given(
+    borrower_utility: np.ndarray, loans: np.ndarray, rates: np.ndarray, min_rate: np.ndarray
+) -> np.ndarray:
+    """Compute every LU_i as :func:`lender_utilities` does, from BU already computed, (B, N).
+
+    Args:
+        borrower_utility: BU_i of each lender's loan (coins), (B, N), as
+            :func:`borrower_utilities` returns it for ``loans`` and ``rates``.
+        loans, rates, min_rate: As in :func:`lender_utilities`.
+    """
+    others = np.expand_dims(row_sum(borrower_utility), -1) - borrower_utility
     return lender_utility_against(
-        utilities, others, loans, rates, min_rate, n_lenders=loans.shape[-1]
+        borrower_utility, others, loans, rates, min_rate, n_lenders=loans.shape[-1]
     )
 
 
@@ -257,8 +272,8 @@ def raise_borrower_utility(
     Returns:
         BU (coins), (B,), and whether each raise succeeded, (B,) bool.
     """
-    surplus = investments.sum(axis=-1) - target + 1.0
+    surplus = row_sum(investments) - target + 1.0
     feasible = surplus > 0.0
     log_surplus = np.log(np.where(feasible, surplus, 1.0))
-    utility = valuation * log_surplus - (rates * investments).sum(axis=-1) - reward
+    utility = valuation * log_surplus - row_sum(rates * investments) - reward
     return np.where(feasible, utility, failure_utility), feasible

@@ -18,19 +18,24 @@ bits, ``congestion_task_cycles`` cycles) occupies the resource, and beta its fix
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ledgerzoo.envs.offloading import model
-from ledgerzoo.envs.offloading.scenario import OffloadingScenario
+from ledgerzoo.envs.offloading.scenario import OffloadingScenario, uniform_in_range
 from ledgerzoo.envs.offloading.topology import (
     Topology,
     build_topology,
+    positions_from_uniforms,
     resource_kinds,
-    sample_device_positions,
 )
+
+# Uniform draws per device for its task: CPU speed, bits, cycles, mining flag, hash share and
+# delay weight.
+TASK_DRAWS_PER_DEVICE = 6
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,25 @@ class OffloadingGame:
         """Whether each action is legal, (B, N, A) bool."""
         return self.topology.action_mask
 
+    # The payments and the delays of every candidate route are fixed for a game, and every
+    # round reads them.
+    @functools.cached_property
+    def payments(self) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`~ledgerzoo.envs.offloading.model.action_payments` of the game: the coins every
+        action pays its provider and its relays, each (B, N, A), read-only."""
+        provider, relays = model.action_payments(self)
+        return _read_only(provider), _read_only(relays)
+
+    @functools.cached_property
+    def candidate_alpha(self) -> np.ndarray:
+        """alpha of each entry of every action's route (s), (B, N, A, L), read-only."""
+        return _read_only(model.gather(self.resource_alpha, self.topology.route_resources))
+
+    @functools.cached_property
+    def candidate_beta(self) -> np.ndarray:
+        """beta of each entry of every action's route (s), (B, N, A, L), read-only."""
+        return _read_only(model.gather(self.resource_beta, self.topology.route_resources))
+
     def with_edge_prices(self, edge_prices: np.ndarray) -> OffloadingGame:
         """Return the same instances with new edge prices p_k (coins per cycle), (B, K)."""
         edge_prices = np.broadcast_to(
@@ -147,24 +171,70 @@ class OffloadingGame:
 def sample_tasks(scenario: OffloadingScenario, rng: np.random.Generator) -> Tasks:
     """Draw one instance's devices and tasks as a batch of one.
 
-    The draws come in this order, each of N values: CPU speed, task bits, task cycles,
-    mining flag (uniform below ``mining_task_share``), hash share, delay weight.
+    It makes one ``rng.random`` call of ``TASK_DRAWS_PER_DEVICE * N`` draws, which
+    :func:`tasks_from_uniforms` turns into the tasks.
+    """
+    uniforms = rng.random((1, TASK_DRAWS_PER_DEVICE * scenario.n_devices))
+    return tasks_from_uniforms(scenario, uniforms)
+
+
+def tasks_from_uniforms(scenario: OffloadingScenario, uniforms: np.ndarray) -> Tasks:
+    """Build the devices and tasks of B instances from uniform draws in [0, 1).
+
+    Each instance's row contains N draws for every quantity in this order: CPU speed, task
+    bits, task cycles, mining flag (a draw below ``mining_task_share``), hash share (drawn for
+    every device, used by mining tasks), delay weight. A range value comes from
+    :func:`~ledgerzoo.envs.offloading.scenario.uniform_in_range`, which equals numpy's
+    ``rng.uniform`` of the same draw bit for bit.
+
+    Args:
+        scenario: Supplies N and the ranges.
+        uniforms: Draws in [0, 1), (B, TASK_DRAWS_PER_DEVICE * N).
+
+    Returns:
+        The tasks of the B instances.
     """
     n = scenario.n_devices
-    device_cpu_speed = rng.uniform(*scenario.device_cpu_speed_range, size=n)
-    task_bits = rng.uniform(*scenario.task_bits_range, size=n)
-    task_cycles = rng.uniform(*scenario.task_cycles_range, size=n)
-    is_mining = rng.random(n) < scenario.mining_task_share
-    hash_share = np.where(is_mining, rng.uniform(*scenario.hash_share_range, size=n), 0.0)
-    delay_weight = rng.uniform(*scenario.delay_weight_range, size=n)
+    draws = uniforms.reshape(uniforms.shape[0], TASK_DRAWS_PER_DEVICE, n)
+    is_mining = draws[:, 3] < scenario.mining_task_share
+    hash_share = np.where(is_mining, uniform_in_range(draws[:, 4], scenario.hash_share_range), 0.0)
     return Tasks(
-        device_cpu_speed=device_cpu_speed[None],
-        task_bits=task_bits[None],
-        task_cycles=task_cycles[None],
-        is_mining=is_mining[None],
-        hash_share=hash_share[None],
-        delay_weight=delay_weight[None],
+        device_cpu_speed=uniform_in_range(draws[:, 0], scenario.device_cpu_speed_range),
+        task_bits=uniform_in_range(draws[:, 1], scenario.task_bits_range),
+        task_cycles=uniform_in_range(draws[:, 2], scenario.task_cycles_range),
+        is_mining=is_mining,
+        hash_share=hash_share,
+        delay_weight=uniform_in_range(draws[:, 5], scenario.delay_weight_range),
     )
+
+
+def draw_instances(
+    scenario: OffloadingScenario,
+    generators: Sequence[np.random.Generator],
+    extra_draws: int = 0,
+) -> tuple[np.ndarray, Tasks, np.ndarray]:
+    """Draw the device positions and tasks of one instance per generator.
+
+    Instance b makes a single ``generators[b].random`` call: 2N draws for the positions,
+    then the tasks' draws, then ``extra_draws`` more for the caller. So each instance gets
+    what :func:`~ledgerzoo.envs.offloading.topology.sample_device_positions` and
+    :func:`sample_tasks` give from its generator, whatever the batch. The loop over
+    generators, one call each, is inherent to seeding every instance on its own. The rest is
+    vectorized.
+
+    Returns:
+        Device positions (m), (B, N, 2); the tasks; the extra draws in [0, 1),
+        (B, extra_draws).
+    """
+    n = scenario.n_devices
+    position_draws = 2 * n
+    task_draws = TASK_DRAWS_PER_DEVICE * n
+    uniforms = np.empty((len(generators), position_draws + task_draws + extra_draws))
+    for row, rng in zip(uniforms, generators, strict=True):
+        rng.random(out=row)
+    positions = positions_from_uniforms(scenario, uniforms[:, :position_draws])
+    tasks = tasks_from_uniforms(scenario, uniforms[:, position_draws : position_draws + task_draws])
+    return positions, tasks, uniforms[:, position_draws + task_draws :]
 
 
 def stack_tasks(parts: Sequence[Tasks]) -> Tasks:
@@ -203,19 +273,15 @@ def sample_games(scenario: OffloadingScenario, seeds: Sequence[int] | np.ndarray
     for seed in seed_list:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"every seed must be a non-negative integer, got {seed!r}")
-    positions = []
-    parts = []
-    for seed in seed_list:
-        rng = np.random.default_rng(seed)
-        positions.append(sample_device_positions(scenario, rng))
-        parts.append(sample_tasks(scenario, rng))
+    generators = [np.random.default_rng(seed) for seed in seed_list]
+    positions, tasks, _ = draw_instances(scenario, generators)
     topology = build_topology(
-        np.stack(positions),
+        positions,
         scenario.edge_position_array,
         scenario.radio_range,
         scenario.edge_range,
     )
-    return build_game(scenario, topology, stack_tasks(parts))
+    return build_game(scenario, topology, tasks)
 
 
 def build_game(
@@ -317,3 +383,8 @@ def _resource_delays(
         ]
     )
     return alpha_of_kind[kinds], beta_of_kind[kinds]
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array

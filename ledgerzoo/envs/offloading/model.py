@@ -223,7 +223,11 @@ def validate_profile(game: OffloadingGame, actions: np.ndarray) -> np.ndarray:
 
 def chosen_routes(route_resources: np.ndarray, actions: np.ndarray) -> np.ndarray:
     """Resource indices of each device's chosen route, padded, (B, N, L)."""
-    return np.take_along_axis(route_resources, actions[:, :, None, None], axis=2)[:, :, 0, :]
+    batch, n_devices, n_actions, length = route_resources.shape
+    # One row per device, picked by flat index: faster than take_along_axis at large B.
+    flat = route_resources.reshape(batch * n_devices, n_actions, length)
+    picked = flat[np.arange(batch * n_devices), np.asarray(actions).reshape(-1)]
+    return picked.reshape(batch, n_devices, length)
 
 
 def resource_loads(routes: np.ndarray, n_slots: int) -> np.ndarray:
@@ -267,9 +271,9 @@ def route_costs(
 
     ``others`` counts the other tasks on each resource of the route, so ``others + 1`` is
     n_res once the device itself uses the route. This is the one place the cost formula is
-    written. The sum over the route runs in route order (a cumulative sum), so trailing
-    padding, whose alpha and beta are 0, leaves every value bit-identical whatever the
-    padded length L of the batch.
+    written. The sum over the route adds its entries one after the other in route order, so
+    trailing padding, whose alpha and beta are 0, leaves every value bit-identical whatever
+    the padded length L of the batch.
 
     Args:
         alpha: alpha_res of each route entry (s), (..., L).
@@ -281,8 +285,14 @@ def route_costs(
     Returns:
         Costs (coins), the leading shape (...).
     """
-    delays = alpha * (others + 1) + beta
-    shared_delay = np.cumsum(delays, axis=-1)[..., -1]
+    # A loop over the L route entries, each vectorized over the leading shape. It adds in the
+    # order of np.cumsum, which took about 4x longer on (4096, 8, 5, 9) arrays (numpy 2.4).
+    alpha, beta, others = np.broadcast_arrays(alpha, beta, others)
+    shared_delay = alpha[..., 0] * (others[..., 0] + 1) + beta[..., 0]
+    for entry in range(1, alpha.shape[-1]):
+        shared_delay = shared_delay + (
+            alpha[..., entry] * (others[..., entry] + 1) + beta[..., entry]
+        )
     return weights * shared_delay + private
 
 
@@ -314,8 +324,8 @@ def deviation_costs(game: OffloadingGame, actions: np.ndarray) -> np.ndarray:
     loads = resource_loads(routes, game.topology.n_resources + 1)
     others = others_on_routes(candidates, routes, loads)
     costs = route_costs(
-        gather(game.resource_alpha, candidates),
-        gather(game.resource_beta, candidates),
+        game.candidate_alpha,
+        game.candidate_beta,
         others,
         game.weights[:, :, None],
         game.private_costs,
@@ -331,7 +341,15 @@ def others_on_routes(candidates: np.ndarray, routes: np.ndarray, loads: np.ndarr
         routes: Each device's chosen route, (B, N, L).
         loads: n_res of the chosen routes, (B, R + 1).
     """
-    own = (candidates[:, :, :, :, None] == routes[:, :, None, None, :]).any(axis=-1)
+    batch, n_devices, length = routes.shape
+    slots = loads.shape[1]
+    # on_route[b * N + i, res]: whether device i's chosen route uses resource res. A lookup of
+    # every candidate entry in it finds the entries that the device itself already loads.
+    on_route = np.zeros((batch * n_devices, slots), dtype=bool)
+    rows = np.arange(batch * n_devices)[:, None]
+    on_route[rows, routes.reshape(batch * n_devices, length)] = True
+    flat_candidates = candidates.reshape(batch * n_devices, -1) + rows * slots
+    own = on_route.reshape(-1)[flat_candidates].reshape(candidates.shape)
     return gather(loads, candidates) - own
 
 

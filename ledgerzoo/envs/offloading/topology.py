@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ledgerzoo.envs.offloading.scenario import OffloadingScenario
+from ledgerzoo.envs.offloading.scenario import OffloadingScenario, uniform_in_range
 
 LOCAL_ACTION = 0
 # Relay hop count of an edge that a device cannot reach.
@@ -183,8 +183,29 @@ class Topology:
 
 
 def sample_device_positions(scenario: OffloadingScenario, rng: np.random.Generator) -> np.ndarray:
-    """Draw N device positions uniformly in the square [0, side]^2 (m), shape (N, 2)."""
-    return rng.uniform(0.0, scenario.side, size=(scenario.n_devices, 2))
+    """Draw N device positions uniformly in the square [0, side]^2 (m), shape (N, 2).
+
+    It makes one ``rng.random`` call of 2N draws (:func:`positions_from_uniforms`).
+    """
+    uniforms = rng.random((1, 2 * scenario.n_devices))
+    return positions_from_uniforms(scenario, uniforms)[0]
+
+
+def positions_from_uniforms(scenario: OffloadingScenario, uniforms: np.ndarray) -> np.ndarray:
+    """Place the devices of B instances from 2N uniform draws in [0, 1) per instance.
+
+    The result equals ``rng.uniform(0, side, (N, 2))`` made of the same draws, bit for bit
+    (see :func:`~ledgerzoo.envs.offloading.scenario.uniform_in_range`).
+
+    Args:
+        scenario: Supplies N and the side of the square.
+        uniforms: Draws in [0, 1), (B, 2N), in the order x_0, y_0, x_1, ...
+
+    Returns:
+        Device positions (m), (B, N, 2).
+    """
+    positions = uniform_in_range(uniforms, (0.0, scenario.side))
+    return positions.reshape(uniforms.shape[0], scenario.n_devices, 2)
 
 
 def build_topology(

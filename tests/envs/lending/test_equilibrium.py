@@ -581,3 +581,24 @@ def test_numeric_best_response_finds_narrow_peak():
         f"numeric best response {best_prices[0, 0]}, scipy {price}"
     )
     assert best_utilities[0, 0] >= value * (1 - 1e-12), f"{best_utilities[0, 0]} vs {value}"
+
+
+def test_chunked_numeric_best_response_matches(monkeypatch):
+    rng = np.random.default_rng(21)
+    batch, n_lenders = 4, 7
+    willingness = rng.uniform(0.5, 5.0, (batch, n_lenders))
+    min_rate = rng.uniform(0.01, 0.1, (batch, n_lenders))
+    max_rate = rng.uniform(0.3, 1.0, batch)
+    slack = equilibrium.solve(OneToOneGame.from_values(willingness, min_rate, max_rate))
+    max_loan = slack.loans * rng.uniform(0.2, 0.8, (batch, n_lenders))
+    game = OneToOneGame.from_values(willingness, min_rate, max_rate, max_loan=max_loan)
+    assert not game.loan_bounds_slack
+    others = rng.uniform(0.5, 3.0, (batch, n_lenders))
+    whole_prices, whole_utilities = equilibrium.best_response(others, game)
+
+    # Two lenders per chunk: three full chunks and one of a single lender.
+    monkeypatch.setattr(equilibrium, "NUMERIC_CHUNK_ENTRIES", 2 * batch * equilibrium.GRID_POINTS)
+    chunked_prices, chunked_utilities = equilibrium.best_response(others, game)
+
+    np.testing.assert_array_equal(chunked_prices, whole_prices)
+    np.testing.assert_array_equal(chunked_utilities, whole_utilities)
