@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def validate_box_actions(
-    actions: Any, role: Role, *, single_instance: bool = False
+    actions: Any, role: Role, *, single_instance: bool = False, instances: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Check a role's batched actions, cast them to float32 and clip them into the Box.
 
@@ -26,6 +26,7 @@ def validate_box_actions(
         actions: Array-like of shape (B, count, *action_shape).
         role: The role whose action space applies.
         single_instance: Whether to name agents without an instance index in messages.
+        instances: The number of instances B the actions must have, or None to accept any.
 
     Returns:
         The clipped float32 actions, same shape, and the number of clipped actions per agent
@@ -41,10 +42,15 @@ def validate_box_actions(
             f"actions of role {role.name!r} must be numeric, got dtype {array.dtype}; "
             f"expected values in {space}"
         )
-    if array.ndim < 2 or array.shape[1:2] != (role.count,) or array.shape[2:] != space.shape:
+    if (
+        array.ndim < 2
+        or array.shape[1:2] != (role.count,)
+        or array.shape[2:] != space.shape
+        or (instances is not None and array.shape[0] != instances)
+    ):
         raise ValueError(
             f"actions of role {role.name!r} have shape {array.shape}; expected "
-            f"(instances, {role.count}, *{space.shape}) for the space {space}"
+            f"({_instances(instances)}, {role.count}, *{space.shape}) for the space {space}"
         )
     if array.dtype.kind == "b":
         array = array.astype(np.uint8)
@@ -69,7 +75,12 @@ def validate_box_actions(
 
 
 def validate_discrete_actions(
-    actions: Any, role: Role, mask: np.ndarray | None = None, *, single_instance: bool = False
+    actions: Any,
+    role: Role,
+    mask: np.ndarray | None = None,
+    *,
+    single_instance: bool = False,
+    instances: int | None = None,
 ) -> np.ndarray:
     """Check a role's batched Discrete actions against the space and the action mask.
 
@@ -78,6 +89,7 @@ def validate_discrete_actions(
         role: The role, whose action space is ``Discrete(n)``.
         mask: Allowed actions (B, count, n), or None when every action is allowed.
         single_instance: Whether to name agents without an instance index in messages.
+        instances: The number of instances B the actions must have, or None to accept any.
 
     Returns:
         The actions as int64, (B, count).
@@ -94,10 +106,14 @@ def validate_discrete_actions(
             f"actions of role {role.name!r} must be integers, got dtype {array.dtype}; "
             f"expected values in {space}"
         )
-    if array.ndim != 2 or array.shape[1] != role.count:
+    if (
+        array.ndim != 2
+        or array.shape[1] != role.count
+        or (instances is not None and array.shape[0] != instances)
+    ):
         raise ValueError(
             f"actions of role {role.name!r} have shape {array.shape}; expected "
-            f"(instances, {role.count}) for the space {space}"
+            f"({_instances(instances)}, {role.count}) for the space {space}"
         )
     start = int(space.start)
     with np.errstate(invalid="ignore"):
@@ -121,6 +137,10 @@ def validate_discrete_actions(
                 f"{legal.tolist()} (see the observation's action_mask)"
             )
     return chosen + start
+
+
+def _instances(instances: int | None) -> str:
+    return "instances" if instances is None else str(instances)
 
 
 def _agent(role: Role, instance: int, agent: int, single_instance: bool) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ledgerzoo.envs.core import keys
 from ledgerzoo.envs.core.actions import validate_box_actions, validate_discrete_actions
+from ledgerzoo.envs.core.params import MAX_ROUNDS, describe_value, integer_count, to_float
 
 FOLLOWER_MODES = ("analytic", "learned")
 
@@ -57,6 +58,42 @@ class Role:
         return np.zeros((batch, self.count, *self.action_space.shape), dtype=np.float32)
 
 
+def write_entry(
+    observation: np.ndarray,
+    index: int | slice,
+    values: Any,
+    space: gymnasium.spaces.Box,
+) -> None:
+    """Write float64 values into entry ``index`` of float32 observations, inside ``space``.
+
+    The values are cast to float32 and clipped into the entry's bounds, the result
+    :func:`ledgerzoo.envs.core.spaces.to_space` gives for the whole observation, but written one
+    entry at a time: with scalar bounds numpy clips a whole column in one pass, while clipping
+    (B, count, D) against (D,) bounds runs one short inner loop per agent.
+
+    Args:
+        observation: Observations (B, count, D), float32, written in place.
+        index: The entry, or a slice of entries whose bounds are all equal.
+        values: Values broadcastable to ``observation[..., index]``.
+        space: The observation space of one agent, whose bounds apply.
+    """
+    low, high = space.low[index], space.high[index]
+    if isinstance(index, slice):
+        if np.any(low != low[0]) or np.any(high != high[0]):
+            raise ValueError(
+                f"observation entries {index} have different bounds; write them one by one"
+            )
+        low, high = low[0], high[0]
+    values = np.asarray(values)
+    target = observation[..., index]
+    if values.ndim == 0:
+        target[...] = np.clip(values.astype(np.float32), low, high)
+        return
+    # Clipping in float64 and casting the result equals casting first and clipping, because
+    # the bounds are float32 values and the cast is monotonic. It saves a float32 copy.
+    np.clip(values, low, high, out=target)
+
+
 @dataclass
 class MarketStep:
     """Result of one step of a batched market.
@@ -86,7 +123,7 @@ class BatchedMarket(ABC):
 
     Args:
         num_instances: Number of instances B (>= 1).
-        max_cycles: Rounds per episode (>= 1).
+        max_cycles: Rounds per episode, in [1, 10**7] (MAX_ROUNDS).
         two_phase: Whether a round has a leaders' step and a followers' step (learned followers).
         reward_scale: Factor applied to rewards for learning; infos always carry unscaled utilities.
     """
@@ -115,13 +152,20 @@ class BatchedMarket(ABC):
             raise TypeError(f"max_cycles must be an int (rounds per episode), got {max_cycles!r}")
         if max_cycles < 1:
             raise ValueError(f"max_cycles must be at least 1 round, got {max_cycles}")
+        integer_count(
+            "max_cycles", max_cycles, minimum=1, maximum=MAX_ROUNDS, unit="rounds per episode"
+        )
         if isinstance(reward_scale, bool) or not isinstance(
             reward_scale, (int, float, np.integer, np.floating)
         ):
             raise TypeError(f"reward_scale must be a number above 0, got {reward_scale!r}")
-        if not np.isfinite(reward_scale) or reward_scale <= 0.0:
-            raise ValueError(f"reward_scale must be a finite number above 0, got {reward_scale}")
-        reward_scale = float(reward_scale)
+        # to_float turns a Python int beyond the float range into inf, rejected here.
+        scale = to_float(reward_scale)
+        if not np.isfinite(scale) or scale <= 0.0:
+            raise ValueError(
+                f"reward_scale must be a finite number above 0, got {describe_value(reward_scale)}"
+            )
+        reward_scale = scale
         self.num_instances = int(num_instances)
         self.max_cycles = int(max_cycles)
         self.two_phase = bool(two_phase)
@@ -242,12 +286,19 @@ class BatchedMarket(ABC):
                 )
             if role.is_discrete:
                 clean[role.name] = validate_discrete_actions(
-                    actions[role.name], role, masks.get(role.name), single_instance=agent_names
+                    actions[role.name],
+                    role,
+                    masks.get(role.name),
+                    single_instance=agent_names,
+                    instances=self.num_instances,
                 )
                 clipped[role.name] = np.zeros((self.num_instances, role.count), dtype=np.int64)
             else:
                 clean[role.name], clipped[role.name] = validate_box_actions(
-                    actions[role.name], role, single_instance=agent_names
+                    actions[role.name],
+                    role,
+                    single_instance=agent_names,
+                    instances=self.num_instances,
                 )
         # Count clipped actions only once every role's actions are valid, so that a rejected
         # step leaves the episode unchanged.

@@ -9,11 +9,20 @@ A scenario value is written in one of three forms, in Python or in a YAML config
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+#: Largest number of agents of one role a lending market accepts. The markets allocate (B, N, ...)
+#: arrays per role, so the cap rejects a mistyped count such as 10**9 before any allocation.
+#: Markets that build (N, N) arrays set lower caps of their own.
+# NOTE: no test builds a market near the cap, so its time and memory there are unmeasured.
+MAX_AGENTS = 1_000_000
+#: Largest number of rounds per episode (max_cycles), the cap of the ledger settings too.
+MAX_ROUNDS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -73,8 +82,10 @@ def parse_param(
         The parsed specification.
 
     Raises:
-        ValueError: If the value has the wrong form, the wrong length, is not finite, or lies
-            outside the allowed bounds. The message names the parameter and the value.
+        ValueError: If the value has the wrong form, the wrong length, is not finite (a
+            Python int beyond the float range counts as infinite), lies outside the allowed
+            bounds, or is a range too wide to sample in float64. The message names the
+            parameter and the value.
     """
     forms = "a number, {low: a, high: b} or a list of one number per agent"
     if isinstance(value, np.ndarray):
@@ -93,9 +104,15 @@ def parse_param(
             raise ValueError(
                 f"invalid range for {name!r}: low={low} is above high={high}; swap them"
             )
+        if not np.isfinite(high - low):
+            # Sampling computes low + u (high - low), which must not overflow.
+            raise ValueError(
+                f"invalid range for {name!r}: low={low} and high={high} are too far apart to "
+                "sample in float64; narrow the range"
+            )
         low_array = np.full(n_agents, low)
         high_array = np.full(n_agents, high)
-    elif isinstance(value, Sequence) and not isinstance(value, str):
+    elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         if len(value) != n_agents:
             raise ValueError(
                 f"invalid value for {name!r}: a list needs one number per agent "
@@ -136,10 +153,18 @@ def _is_number(value: Any) -> bool:
 def _as_float(name: str, value: Any) -> float:
     if not _is_number(value):
         raise ValueError(f"invalid value for {name!r}: expected a number, got {value!r}")
-    number = float(value)
+    number = to_float(value)
     if not np.isfinite(number):
         raise ValueError(f"invalid value for {name!r}: expected a finite number, got {number}")
     return number
+
+
+def to_float(value: Any) -> float:
+    """Convert a number to float; a Python int beyond the float range becomes +-inf."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _describe(value: Any) -> str:
@@ -156,7 +181,65 @@ def positive_number(name: str, value: Any) -> float:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"invalid {name} {value!r}: expected a number above 0")
-    number = float(value)
+    number = to_float(value)
     if not np.isfinite(number) or number <= 0.0:
         raise ValueError(f"invalid {name} {value!r}: expected a finite number above 0")
     return number
+
+
+def integer_count(name: str, value: Any, *, minimum: int, maximum: int, unit: str) -> int:
+    """Check that a count argument is an int in [minimum, maximum] and return it.
+
+    Args:
+        name: Argument name, for error messages.
+        value: The value the caller gave.
+        minimum: Smallest allowed count.
+        maximum: Largest allowed count.
+        unit: What is counted, for error messages (``"rounds per episode"``).
+
+    Raises:
+        TypeError: If the value is not an int (a bool is not an int here).
+        ValueError: If it lies outside [minimum, maximum]. Both messages name the argument.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int ({unit}), got {value!r}")
+    if not minimum <= value <= maximum:
+        raise ValueError(
+            f"invalid {name} {describe_value(value)}: expected an int in [{minimum}, {maximum}] "
+            f"({unit})"
+        )
+    return int(value)
+
+
+def describe_value(value: Any) -> str:
+    """Format a value for an error message, giving only the digit count of a huge int."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        number = int(value)
+        if abs(number) < 10**30:
+            return str(number)
+        return f"(an int of {len(str(abs(number)))} digits)"
+    return repr(value)
+
+
+def check_maximum_above_default(
+    name: str, maximum: float, range_name: str, range_value: Any, default: Mapping[str, float]
+) -> None:
+    """Reject a maximum that the default range of another, unset parameter does not stay below.
+
+    Args:
+        name: Name of the maximum, for example ``max_rate``.
+        maximum: Its value.
+        range_name: Name of the parameter whose values must lie strictly below the maximum.
+        range_value: The value the caller gave for it; ``None`` means the default applies.
+        default: The default range, ``{"low": a, "high": b}``.
+
+    Raises:
+        ValueError: If the default applies and its upper end is not below the maximum. The
+            message names both parameters and what to change.
+    """
+    if range_value is None and maximum <= default["high"]:
+        raise ValueError(
+            f"invalid {name} {maximum}: {range_name} defaults to the range "
+            f"[{default['low']}, {default['high']}], whose values must lie below {name}; "
+            f"pass a {name} above {default['high']}, or a {range_name} below {maximum}"
+        )

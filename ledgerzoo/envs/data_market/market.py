@@ -23,6 +23,7 @@ from ledgerzoo.envs.core.market import BatchedMarket, Role
 from ledgerzoo.envs.core.parallel import MarketParallelEnv
 from ledgerzoo.envs.core.spaces import box_from_table, index_of, to_space
 from ledgerzoo.envs.data_market import auction, model, relays
+from ledgerzoo.envs.data_market.relays import RelayRoutes
 from ledgerzoo.envs.data_market.scenario import DataMarket, DataMarketScenario, preset
 from ledgerzoo.ledger import Kind, Ledger, LedgerConfig
 
@@ -164,9 +165,10 @@ class DataMarketMarket(BatchedMarket):
             + [f"seller_{j}" for j in range(n_sellers)]
             + [f"relay_{r}" for r in range(self.scenario.n_relays)]
         )
-        config = LedgerConfig.parse(ledger)
-        self.ledger = Ledger(accounts, self.num_instances, config)
+        self.ledger = Ledger(accounts, self.num_instances, self._sized(LedgerConfig.parse(ledger)))
         self.market: DataMarket | None = None
+        self._aged: tuple[int, DataMarket] | None = None
+        self._routes: RelayRoutes | None = None
         self._clear_history()
 
     # ----------------------------------------------------------------------------------------
@@ -181,6 +183,21 @@ class DataMarketMarket(BatchedMarket):
         if self.two_phase and self.phase == keys.FOLLOWERS_PHASE:
             return ("relay",)
         return ("buyer", "seller")
+
+    def _sized(self, config: LedgerConfig) -> LedgerConfig:
+        """Shrink the ledger's queue to what an episode can fill, when that is smaller.
+
+        A round submits at most one payment per buyer-seller pair, one Sprite charge per
+        seller and one credit payout per relay, and the ledger is emptied every episode. A
+        queue that fits an episode's transactions is never full and never wraps around. Its
+        slots then follow the transaction ids as in the larger queue, so the ledger's sums
+        add in the same order and give the same bits. The ledger's end of round takes time in
+        proportion to the queue's size.
+        """
+        scenario = self.scenario
+        per_round = scenario.n_buyers * scenario.n_sellers + scenario.n_sellers + self.n_relays
+        capacity = min(config.queue_capacity, per_round * self.max_cycles)
+        return dataclasses.replace(config, queue_capacity=capacity)
 
     def _data(self) -> DataMarket:
         if self.market is None:
@@ -210,7 +227,14 @@ class DataMarketMarket(BatchedMarket):
     def _reset_episode(self, generators: Sequence[np.random.Generator]) -> None:
         # NOTE: a Python loop over instances inside sample_instances, once per episode.
         self.market = self.scenario.sample_instances(generators)
-        self.ledger.reset(self._slack_balances())
+        self._aged = None
+        self._routes = relays.market_routes(self.market) if self.has_relays else None
+        # The tangle's tip selection is random: seed it from each instance's generator, after
+        # the scenario's draws, so that other modes keep their random streams.
+        seeds = None
+        if self.ledger.config.mode == "tangle":
+            seeds = [int(rng.integers(2**63 - 1)) for rng in generators]
+        self.ledger.reset(self._slack_balances(), seeds=seeds)
         self._clear_history()
         self.reference_result: auction.AuctionResult | None = None
         self._reference_age = 0
@@ -239,9 +263,16 @@ class DataMarketMarket(BatchedMarket):
     def _aged_market(self) -> DataMarket:
         """Return the episode's market with its data aged by the rounds played so far."""
         data = self._data()
-        if self.age_offset == 0:
-            return data
-        return dataclasses.replace(data, age=data.age + self.age_offset)
+        if self._aged is None or self._aged[0] != self.age_offset:
+            # One copy per round, because every phase of a round reads it.
+            self._aged = (self.age_offset, data.aged(self.age_offset))
+        return self._aged[1]
+
+    def _relay_routes(self) -> RelayRoutes:
+        """Return the relays on every pair's path, p = i * J + j, indexed for this episode."""
+        if self._routes is None:
+            raise RuntimeError("call reset() before using the relays")
+        return self._routes
 
     # ----------------------------------------------------------------------------------------
     # Action maps.
@@ -312,17 +343,12 @@ class DataMarketMarket(BatchedMarket):
             assert relay_actions is not None
             forward = relay_actions >= FORWARD_SILENTLY
             report = (relay_actions % 2) == 1
-            outcome = relays.market_relay_outcome(data, forward, report, trades)
+            routes = self._relay_routes()
+            outcome = relays.market_relay_outcome(data, forward, report, trades, routes)
             arrived = outcome.delivered.reshape(trades.shape) | (data.hops == 0)
-            relay_utility = relays.relay_utilities(
-                outcome,
-                data.relay_paths.reshape(
-                    batch, self.n_buyers * self.n_sellers, data.relay_paths.shape[-1]
-                ),
-                self.n_relays,
-            )
-            relay_credit = self._sum_by_relay(outcome, outcome.credits)
-            messages = self._sum_by_relay(outcome, outcome.received.astype(np.float64))
+            relay_utility = relays.relay_utilities(outcome, routes, self.n_relays)
+            relay_credit = routes.totals(outcome.credits)
+            messages = routes.totals(outcome.received)
             charges = outcome.sender_charges.reshape(trades.shape).sum(axis=1)  # (B, J)
         else:
             arrived = np.ones_like(trades)
@@ -396,19 +422,6 @@ class DataMarketMarket(BatchedMarket):
             self._truthful_update(delivered_planned, sent)
             self._prepare_round()
         return rewards, infos
-
-    def _sum_by_relay(self, outcome: relays.RelayOutcome, values: np.ndarray) -> np.ndarray:
-        """Sum per-position values of every message onto its relays, (B, R)."""
-        data = self._data()
-        batch = self.num_instances
-        paths = data.relay_paths.reshape(
-            batch, self.n_buyers * self.n_sellers, data.relay_paths.shape[-1]
-        )
-        valid = paths >= 0
-        instance = np.broadcast_to(np.arange(batch)[:, None, None], paths.shape)
-        index = (instance * self.n_relays + np.where(valid, paths, 0))[valid]
-        totals = np.bincount(index, weights=values[valid], minlength=batch * self.n_relays)
-        return totals.reshape(batch, self.n_relays)
 
     def _truthful_update(self, delivered: np.ndarray, sent: np.ndarray) -> None:
         """Move the bids and asks towards their truthful updates for the next round, as one
@@ -502,14 +515,12 @@ class DataMarketMarket(BatchedMarket):
             infos["relay"][keys.BEST_RESPONSE_UTILITY] = np.maximum(best, relay_utility)
             # Every relay's utility had they all forwarded and reported this round's messages.
             honest = np.full_like(relay_actions, FORWARD_AND_REPORT)
+            routes = self._relay_routes()
             outcome = relays.market_relay_outcome(
-                self._aged_market(), honest >= 2, honest % 2 == 1, trades
+                self._aged_market(), honest >= 2, honest % 2 == 1, trades, routes
             )
-            paths = self._data().relay_paths
             infos["relay"][f"{keys.REFERENCE}/{keys.UTILITY}"] = relays.relay_utilities(
-                outcome,
-                paths.reshape(self.num_instances, self.n_buyers * self.n_sellers, paths.shape[-1]),
-                self.n_relays,
+                outcome, routes, self.n_relays
             )
             # Forward and report is the reference choice when Sprite's condition holds.
             data = self._data()
@@ -523,19 +534,17 @@ class DataMarketMarket(BatchedMarket):
     def _relay_best_responses(self, relay_actions: np.ndarray, trades: np.ndarray) -> np.ndarray:
         """Compute each relay's best utility over its four choices, the others' held, (B, R)."""
         data = self._aged_market()
-        batch = self.num_instances
-        paths = data.relay_paths.reshape(
-            batch, self.n_buyers * self.n_sellers, data.relay_paths.shape[-1]
-        )
-        best = np.full((batch, self.n_relays), -np.inf)
+        routes = self._relay_routes()
+        best = np.full((self.num_instances, self.n_relays), -np.inf)
+        # A loop over the R relays and their four choices, each step vectorized over instances.
         for relay in range(self.n_relays):
             for choice in range(4):
                 trial = relay_actions.copy()
                 trial[:, relay] = choice
                 outcome = relays.market_relay_outcome(
-                    data, trial >= FORWARD_SILENTLY, (trial % 2) == 1, trades
+                    data, trial >= FORWARD_SILENTLY, (trial % 2) == 1, trades, routes
                 )
-                utility = relays.relay_utilities(outcome, paths, self.n_relays)[:, relay]
+                utility = relays.relay_utilities(outcome, routes, self.n_relays)[:, relay]
                 best[:, relay] = np.maximum(best[:, relay], utility)
         return best
 
@@ -626,16 +635,11 @@ class DataMarketMarket(BatchedMarket):
         data = self._data()
         batch = self.num_instances
         trades = self.allocation.delivered > 0.0
-        paths = data.relay_paths.reshape(
-            batch, self.n_buyers * self.n_sellers, data.relay_paths.shape[-1]
-        )
-        on_path = (paths >= 0) & trades.reshape(batch, -1)[:, :, None]
-        positions = np.arange(paths.shape[-1])[None, None, :]
+        routes = self._relay_routes()
+        on_path = routes.valid & trades.reshape(batch, -1)[:, :, None]
+        positions = np.arange(routes.valid.shape[-1])[None, None, :]
         on_path &= positions < data.hops.reshape(batch, -1)[:, :, None]
-        instance = np.broadcast_to(np.arange(batch)[:, None, None], paths.shape)
-        index = (instance * self.n_relays + np.where(on_path, paths, 0))[on_path]
-        counts = np.bincount(index, minlength=batch * self.n_relays)
-        return counts.reshape(batch, self.n_relays).astype(np.float64)
+        return routes.totals(on_path)
 
     def equilibrium_actions(self) -> dict[str, np.ndarray]:
         """Return the reference actions: the bids and asks of the truthful auction's fixed point,

@@ -38,13 +38,23 @@ list of ``n_buyers`` lists of ``n_sellers`` integers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ledgerzoo.envs.core.params import describe_value, to_float
 from ledgerzoo.envs.data_market import model
+
+#: Largest number of buyers, sellers and relays. The market builds (B, I, J) arrays per step and
+#: (B, I, J, R) relay keys per episode, so the cap rejects a mistyped count such as 10**9 before
+#: any allocation.
+MAX_ROBOTS = 10_000
+#: Largest amount in coins (willingness, costs and credits), so that prices, payments and the
+#: relays' credits stay finite in float32 observations and in the auctioneer's float64 updates.
+MAX_COINS = 1e12
 
 
 @dataclass(frozen=True)
@@ -122,9 +132,9 @@ class DataMarketScenario:
     receipt_cost: float = 0.05
 
     def __post_init__(self) -> None:
-        _set(self, "n_buyers", _count("n_buyers", self.n_buyers, minimum=1))
-        _set(self, "n_sellers", _count("n_sellers", self.n_sellers, minimum=1))
-        _set(self, "n_relays", _count("n_relays", self.n_relays))
+        _set(self, "n_buyers", _count("n_buyers", self.n_buyers, minimum=1, maximum=MAX_ROBOTS))
+        _set(self, "n_sellers", _count("n_sellers", self.n_sellers, minimum=1, maximum=MAX_ROBOTS))
+        _set(self, "n_relays", _count("n_relays", self.n_relays, maximum=MAX_ROBOTS))
         for name in _BUYER_FIELDS:
             _set(self, name, _parse_agent_value(name, getattr(self, name), self.n_buyers))
         for name in _SELLER_FIELDS:
@@ -159,7 +169,7 @@ class DataMarketScenario:
         Raises:
             ValueError: Naming the field, the value and the fix.
         """
-        _check_range("willingness", self.willingness, low=0.0, low_open=True)
+        _check_range("willingness", self.willingness, low=0.0, low_open=True, high=MAX_COINS)
         _check_range("quality", self.quality, low=0.0, low_open=True, high=1.0)
         _check_range("age", self.age, low=0.0)
         _check_range("perishability", self.perishability, low=0.0)
@@ -167,11 +177,12 @@ class DataMarketScenario:
         _check_range("min_demand", self.min_demand, low=0.0)
         _check_range("max_demand", self.max_demand, low=0.0, low_open=True)
         _check_range("max_supply", self.max_supply, low=0.0, low_open=True)
-        _check_range("quadratic_cost", self.quadratic_cost, low=0.0)
-        _check_range("linear_cost", self.linear_cost, low=0.0)
-        _check_range("last_reporter_credit", self.last_reporter_credit, low=0.0)
-        _check_range("forward_cost", self.forward_cost, low=0.0)
-        _check_range("receipt_cost", self.receipt_cost, low=0.0)
+        _check_range("quadratic_cost", self.quadratic_cost, low=0.0, high=MAX_COINS)
+        _check_range("linear_cost", self.linear_cost, low=0.0, high=MAX_COINS)
+        _check_range("relay_credit", self.relay_credit, high=MAX_COINS)
+        _check_range("last_reporter_credit", self.last_reporter_credit, low=0.0, high=MAX_COINS)
+        _check_range("forward_cost", self.forward_cost, low=0.0, high=MAX_COINS)
+        _check_range("receipt_cost", self.receipt_cost, low=0.0, high=MAX_COINS)
         if not self.relay_credit > self.last_reporter_credit:
             raise ValueError(
                 f"invalid value for 'relay_credit': Sprite needs alpha > beta, got "
@@ -226,13 +237,48 @@ class DataMarketScenario:
             ValueError: If ``batch_size`` < 1.
         """
         batch = _count("batch_size", batch_size, minimum=1)
+        return self._build(self._draw_all(rng, batch))
+
+    def sample_instances(self, generators: Sequence[np.random.Generator]) -> DataMarket:
+        """Draw one instance per Generator, each exactly as ``sample(generator, 1)`` would.
+
+        A vector env gives instance b its own Generator (seeded from ``SeedSequence(s)``'s
+        b-th child), so that instance b matches a single env reset with that seed. Each
+        instance makes the draw calls of ``sample(generator, 1)`` in a Python loop, once per
+        episode. Stacking, the relay paths and validation then run once for the whole batch.
+
+        Raises:
+            ValueError: If ``generators`` is empty.
+        """
+        if len(generators) == 0:
+            raise ValueError("sample_instances needs at least one Generator, got none")
+        parts = [self._draw_all(generator, 1) for generator in generators]
+        draws = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        return self._build(draws)
+
+    def _draw_all(self, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
+        """Make every draw of ``batch`` instances from ``rng``, in the order of :meth:`sample`.
+
+        Returns the per-agent values, the hop counts and the random keys that order each
+        path's relays, all with leading axis ``batch``.
+        """
         buyers, sellers = self.n_buyers, self.n_sellers
         draws = {
             name: _draw(getattr(self, name), rng, (batch, buyers)) for name in _BUYER_FIELDS
         } | {name: _draw(getattr(self, name), rng, (batch, sellers)) for name in _SELLER_FIELDS}
-        hops = _draw_hops(self.hops, rng, (batch, buyers, sellers))
-        max_hops = int(_hop_bounds(self.hops)[1])
-        relay_paths = _draw_relay_paths(rng, hops, self.n_relays, max_hops)
+        draws["hops"] = _draw_hops(self.hops, rng, (batch, buyers, sellers))
+        draws["relay_keys"] = _draw_relay_keys(rng, draws["hops"], self.n_relays, self._max_hops)
+        return draws
+
+    @property
+    def _max_hops(self) -> int:
+        return int(_hop_bounds(self.hops)[1])
+
+    def _build(self, draws: Mapping[str, np.ndarray]) -> DataMarket:
+        """Assemble and validate the market of the draws of :meth:`_draw_all`."""
+        hops = draws["hops"]
+        batch = hops.shape[0]
+        relay_paths = _relay_paths_from_keys(draws["relay_keys"], hops, self._max_hops)
         # A drawn min_demand never exceeds a drawn max_demand, because validate() compares the
         # largest floor with the smallest cap of every buyer.
         return DataMarket(
@@ -254,20 +300,6 @@ class DataMarketScenario:
             forward_cost=self.forward_cost,
             receipt_cost=self.receipt_cost,
         )
-
-    def sample_instances(self, generators: Sequence[np.random.Generator]) -> DataMarket:
-        """Draw one instance per Generator, each exactly as ``sample(generator, 1)`` would.
-
-        A vector env gives instance b its own Generator (seeded from ``SeedSequence(s)``'s
-        b-th child), so that instance b matches a single env reset with that seed. This loops
-        over the instances once per episode, not per step.
-
-        Raises:
-            ValueError: If ``generators`` is empty.
-        """
-        if len(generators) == 0:
-            raise ValueError("sample_instances needs at least one Generator, got none")
-        return stack_markets([self.sample(generator, 1) for generator in generators])
 
 
 @dataclass(frozen=True)
@@ -416,15 +448,37 @@ class DataMarket:
         """Number of sellers J."""
         return int(self.quality.shape[1])
 
-    @property
+    # The two derived arrays are computed once per market and read-only, because the env reads
+    # them several times a round.
+    @functools.cached_property
     def value_factors(self) -> np.ndarray:
-        """f_j = q_j exp(-delta a_j), (B, J)."""
-        return model.value_factors(self.quality, self.age, self.perishability)
+        """f_j = q_j exp(-delta a_j), (B, J), read-only."""
+        return _read_only(model.value_factors(self.quality, self.age, self.perishability))
 
-    @property
+    @functools.cached_property
     def efficiency(self) -> np.ndarray:
-        """rho_ij = rho^hops_ij, the fraction of what seller j sends that reaches buyer i, (B, I, J)."""
-        return model.path_efficiency(self.hop_efficiency, self.hops)
+        """rho_ij = rho^hops_ij, the fraction of what seller j sends that reaches buyer i, (B, I, J),
+        read-only."""
+        return _read_only(model.path_efficiency(self.hop_efficiency, self.hops))
+
+    def aged(self, rounds: int) -> DataMarket:
+        """Return the market with every seller's data ``rounds`` rounds older.
+
+        Aging keeps every bound that :meth:`validate` checks (ages only grow), so the copy is
+        not validated again. The env ages its market every round.
+
+        Raises:
+            ValueError: If ``rounds`` is negative.
+        """
+        if rounds < 0:
+            raise ValueError(f"invalid rounds {rounds}: expected an int >= 0")
+        if rounds == 0:
+            return self
+        older = object.__new__(DataMarket)
+        for spec in dataclasses.fields(self):
+            object.__setattr__(older, spec.name, getattr(self, spec.name))
+        object.__setattr__(older, "age", self.age + rounds)
+        return older
 
     def validate(self) -> None:
         """Check shapes and bounds; each error names the value and the fix.
@@ -644,14 +698,22 @@ def _is_number(value: Any) -> bool:
 
 
 def _number(name: str, value: Any) -> float:
-    if not _is_number(value) or not np.isfinite(float(value)):
-        raise ValueError(f"invalid value for '{name}': expected a finite number, got {value!r}")
+    # to_float turns a Python int beyond the float range into inf, rejected here.
+    if not _is_number(value) or not np.isfinite(to_float(value)):
+        raise ValueError(
+            f"invalid value for '{name}': expected a finite number, got {describe_value(value)}"
+        )
     return float(value)
 
 
-def _count(name: str, value: Any, minimum: int = 0) -> int:
+def _count(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"invalid value for '{name}': expected an int >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(
+            f"invalid value for '{name}': expected an int in [{minimum}, {maximum}], got "
+            f"{describe_value(value)}"
+        )
     return int(value)
 
 
@@ -701,7 +763,7 @@ def _parse_agent_value(name: str, value: Any, count: int) -> AgentValue:
 
 def _parse_hops(value: Any, buyers: int, sellers: int) -> HopValue:
     def integer(item: Any) -> int:
-        if not _is_number(item) or float(item) != int(item):
+        if not _is_number(item) or to_float(item) != int(item):
             raise ValueError(f"invalid value for 'hops': hop counts are integers, got {item!r}")
         return int(item)
 
@@ -813,14 +875,30 @@ def _draw_hops(value: HopValue, rng: np.random.Generator, shape: tuple[int, ...]
     return np.broadcast_to(np.asarray(value, dtype=np.int64), shape).copy()
 
 
-def _draw_relay_paths(
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+def _draw_relay_keys(
     rng: np.random.Generator, hops: np.ndarray, n_relays: int, max_hops: int
 ) -> np.ndarray:
-    """Draw distinct relays for every path, in path order, -1 past each path's end."""
+    """Draw the random keys whose order picks every path's relays, (B, I, J, R) or (B, I, J, 0)."""
+    if max_hops == 0:
+        return np.zeros((*hops.shape, 0))
+    return rng.random((*hops.shape, n_relays))
+
+
+def _relay_paths_from_keys(keys: np.ndarray, hops: np.ndarray, max_hops: int) -> np.ndarray:
+    """Pick distinct relays for every path, in path order, -1 past each path's end.
+
+    A path takes the first ``max_hops`` relays of the random permutation that sorting its keys
+    gives. Each path's keys are sorted on their own, so a batch gives every instance the paths
+    it gets alone.
+    """
     if max_hops == 0:
         return np.zeros((*hops.shape, 0), dtype=np.int64)
-    # The first max_hops entries of a random permutation of the relays, drawn for every path.
-    order = np.argsort(rng.random((*hops.shape, n_relays)), axis=-1)[..., :max_hops]
+    order = np.argsort(keys, axis=-1)[..., :max_hops]
     return np.where(np.arange(max_hops) < hops[..., None], order, -1).astype(np.int64)
 
 

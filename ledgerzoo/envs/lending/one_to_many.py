@@ -14,10 +14,20 @@ import gymnasium
 import numpy as np
 
 from ledgerzoo.envs.core import keys
-from ledgerzoo.envs.core.market import FOLLOWER_MODES, BatchedMarket, Role
+from ledgerzoo.envs.core.market import FOLLOWER_MODES, BatchedMarket, Role, write_entry
 from ledgerzoo.envs.core.parallel import MarketParallelEnv
-from ledgerzoo.envs.core.params import ParamSpec, parse_param, positive_number
-from ledgerzoo.envs.core.spaces import box_from_table, index_of, to_space
+from ledgerzoo.envs.core.params import (
+    MAX_AGENTS,
+    ParamSpec,
+    check_maximum_above_default,
+    describe_value,
+    integer_count,
+    parse_param,
+    positive_number,
+    to_float,
+)
+from ledgerzoo.envs.core.rows import row_sum
+from ledgerzoo.envs.core.spaces import box_from_table, index_of
 from ledgerzoo.envs.lending import investing, settlement
 from ledgerzoo.envs.lending.investing import OneToManyEquilibrium, OneToManyGame
 from ledgerzoo.envs.lending.model import raise_borrower_utility
@@ -37,6 +47,9 @@ DEFAULT_FAILURE_UTILITY = investing.DEFAULT_FAILURE_UTILITY  # BU of a failed ra
 DEFAULT_MAX_CYCLES = 25  # rounds per episode
 # Magnitudes the env accepts, so that every observation stays finite in float32.
 MAX_COINS = 1e12
+# The lenders' willingness w (x_max,i + R - x_i) / x_max,i divides by x_max,i: with this floor
+# it stays below 1e12 * 2e12 / 1e-9 = 2e33.
+MIN_MAX_INVESTMENT = 1e-9  # coins
 MIN_RATE_FLOOR = 1e-9
 MAX_RATE_CAP = 1e3
 
@@ -127,19 +140,20 @@ class OneToManyMarket(BatchedMarket):
             two_phase=followers == "learned",
             reward_scale=reward_scale,
         )
-        if isinstance(n_lenders, bool) or not isinstance(n_lenders, (int, np.integer)):
-            raise TypeError(f"n_lenders must be an int, got {n_lenders!r}")
-        if n_lenders < 1:
-            raise ValueError(f"n_lenders must be at least 1, got {n_lenders}")
+        self.n_lenders = n = integer_count(
+            "n_lenders", n_lenders, minimum=1, maximum=MAX_AGENTS, unit="lenders"
+        )
         if not isinstance(reference, (bool, np.bool_)):
             raise TypeError(f"reference must be True or False, got {reference!r}")
-        self.n_lenders = n = int(n_lenders)
         self.pricing = pricing
         self.followers = followers
         self.reference = bool(reference)
         self.max_rate = positive_number("max_rate", max_rate)
         if self.max_rate > MAX_RATE_CAP:
             raise ValueError(f"invalid max_rate {max_rate!r}: expected at most {MAX_RATE_CAP}")
+        check_maximum_above_default(
+            "max_rate", self.max_rate, "min_rate", min_rate, DEFAULT_MIN_RATE
+        )
         self.failure_utility = _finite_number("failure_utility", failure_utility)
 
         self.min_rate_spec = parse_param(
@@ -154,8 +168,7 @@ class OneToManyMarket(BatchedMarket):
             "max_investment",
             DEFAULT_MAX_INVESTMENT if max_investment is None else max_investment,
             n,
-            minimum=0.0,
-            strictly_above_minimum=True,
+            minimum=MIN_MAX_INVESTMENT,
             maximum=MAX_COINS,
         )
         reward_value = DEFAULT_REWARD if reward is None else reward
@@ -217,6 +230,13 @@ class OneToManyMarket(BatchedMarket):
             failure_utility=self.failure_utility,
         )
         self._equilibrium: OneToManyEquilibrium | None = None
+        # Values computed once per game, and the game they belong to.
+        self._bounds_game: OneToManyGame | None = None
+        self._bounds = (np.zeros(shape), np.zeros(shape))
+        self._borrower_template_game: OneToManyGame | None = None
+        self._borrower_template_array = np.zeros((0, 1, 0), dtype=np.float32)
+        self._lender_template_game: OneToManyGame | None = None
+        self._lender_template_array = np.zeros((0, n, 0), dtype=np.float32)
         self._clear_history()
 
     # ----------------------------------------------------------------------------------------
@@ -258,7 +278,9 @@ class OneToManyMarket(BatchedMarket):
         n = self.n_lenders
         # The budgets' draws come last, so the game's draws do not depend on the ledger.
         count = 2 * n + len(self.instance_specs) + self.book.budget_draw_count
-        draws = np.stack([rng.random(count) for rng in generators])
+        draws = np.empty((len(generators), count))
+        for row, rng in zip(draws, generators, strict=True):
+            rng.random(out=row)
         per_instance = {
             name: spec.sample(draws[:, 2 * n + k : 2 * n + k + 1])[:, 0]
             for k, (name, spec) in enumerate(self.instance_specs.items())
@@ -283,7 +305,7 @@ class OneToManyMarket(BatchedMarket):
             slack_budget=self.max_cycles * x_max,
             slack_income=self.settings.data_price
             + self.game.reward
-            + self.max_rate * x_max.sum(axis=1),
+            + self.max_rate * row_sum(x_max),
             generators=generators,
         )
         self._clear_history()
@@ -292,13 +314,20 @@ class OneToManyMarket(BatchedMarket):
 
     def rates_from_actions(self, actions: np.ndarray) -> np.ndarray:
         """Map borrower actions (B, 1, k) in [0, 1] onto rates (B, N) in the pricing's interval."""
-        low, high = self.game.rate_bounds(self.pricing)
+        low, high = self._rate_bounds()
         fraction = np.broadcast_to(actions[:, 0, :].astype(np.float64), low.shape)
         return low + fraction * (high - low)
 
+    def _rate_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the game's rate bounds under the market's pricing, computed once per game."""
+        if self._bounds_game is not self.game:
+            self._bounds = self.game.rate_bounds(self.pricing)
+            self._bounds_game = self.game
+        return self._bounds
+
     def actions_from_rates(self, rates: np.ndarray) -> np.ndarray:
         """Invert :meth:`rates_from_actions`, (B, N) -> (B, 1, k) float32 in [0, 1]."""
-        low, high = self.game.rate_bounds(self.pricing)
+        low, high = self._rate_bounds()
         fraction = np.clip((rates - low) / (high - low), 0.0, 1.0)
         if self.pricing == "uniform":
             fraction = fraction[:, :1]
@@ -336,7 +365,7 @@ class OneToManyMarket(BatchedMarket):
         # A failed raise moves no coins. Otherwise each investor lends its investment, and its
         # repayment adds its share of the reward R, x_i (1 + r_i) + R x_i / sum_j x_j, which is
         # a loan at rate r_i + R / sum_j x_j.
-        total = investments.sum(axis=1, keepdims=True)
+        total = row_sum(investments)[:, None]
         with np.errstate(over="ignore"):
             share = np.divide(
                 game.reward[:, None], total, out=np.zeros_like(total), where=total > 0.0
@@ -350,7 +379,7 @@ class OneToManyMarket(BatchedMarket):
             rates + np.where(tradable, share, 0.0),
         )
         ledger_lender, ledger_borrower = settlement.round_infos(
-            settled, self.book.view(), budgets, self.n_lenders
+            settled, self.book.infos_view(), budgets, self.n_lenders
         )
         # A principal the ledger rejected (its queue was full) was not lent, so the round's
         # utilities count only what moved.
@@ -360,11 +389,12 @@ class OneToManyMarket(BatchedMarket):
             borrower_utility, feasible = raise_borrower_utility(
                 investments, rates, game.target, game.reward, game.valuation, game.failure_utility
             )
-        others = investments.sum(axis=1, keepdims=True) - investments
+        others = row_sum(investments)[:, None] - investments
         lender_utilities = investing.investor_utility_against_game(investments, others, rates, game)
-        welfare = lender_utilities.sum(axis=1) + borrower_utility
+        welfare = row_sum(lender_utilities) + borrower_utility
         borrower_infos: dict[str, np.ndarray] = {
-            keys.RATE: rates.mean(axis=1, keepdims=True),
+            # The mean as np.mean computes it: the sum divided by the count.
+            keys.RATE: row_sum(rates)[:, None] / self.n_lenders,
             keys.RATES: rates[:, None, :],
             keys.INVESTMENTS: investments[:, None, :],
             keys.UTILITY: borrower_utility[:, None],
@@ -426,7 +456,7 @@ class OneToManyMarket(BatchedMarket):
             solution.borrower_utility, borrower_utility
         )[:, None]
         for key, value in (
-            (keys.RATE, solution.rates.mean(axis=1, keepdims=True)),
+            (keys.RATE, row_sum(solution.rates)[:, None] / self.n_lenders),
             (keys.RATES, solution.rates[:, None, :]),
             (keys.INVESTMENTS, solution.investments[:, None, :]),
             (keys.UTILITY, solution.borrower_utility[:, None]),
@@ -456,56 +486,90 @@ class OneToManyMarket(BatchedMarket):
         return observations
 
     def _observe_borrower(self) -> np.ndarray:
-        game, batch, n = self.game, self.num_instances, self.n_lenders
-        header = np.zeros((batch, len(BORROWER_HEADER)))
-        header[:, BORROWER_INDEX["phase"]] = self.phase
-        header[:, BORROWER_INDEX["round_progress"]] = self.round / self.max_cycles
-        header[:, BORROWER_INDEX["has_history"]] = float(self.has_history)
-        header[:, BORROWER_INDEX["n_lenders"]] = n
-        header[:, BORROWER_INDEX["max_rate"]] = self.max_rate
-        header[:, BORROWER_INDEX["reward"]] = game.reward
-        header[:, BORROWER_INDEX["weight"]] = game.weight
-        header[:, BORROWER_INDEX["valuation"]] = game.valuation
-        header[:, BORROWER_INDEX["target"]] = game.target
-        header[:, BORROWER_INDEX["last_total_investment"]] = self.last_investments.sum(axis=1)
-        header[:, BORROWER_INDEX["last_raise_failed"]] = self.last_failed
-        per_lender = np.stack(
-            [
-                game.min_rate / self.max_rate,
-                game.max_investment,
-                self.last_rates / self.max_rate,
-                self.last_investments,
-            ],
-            axis=-1,
-        ).reshape(batch, n * len(BORROWER_PER_LENDER))
-        parts = [header, per_lender]
+        n = self.n_lenders
+        space = self._roles[0].observation_space
+        obs = self._borrower_template().copy()
+        index = BORROWER_INDEX
+        write_entry(obs, index["phase"], self.phase, space)
+        write_entry(obs, index["round_progress"], self.round / self.max_cycles, space)
+        write_entry(obs, index["has_history"], float(self.has_history), space)
+        total = row_sum(self.last_investments)
+        write_entry(obs, index["last_total_investment"], total[:, None], space)
+        write_entry(obs, index["last_raise_failed"], self.last_failed[:, None], space)
+        header, width = len(BORROWER_HEADER), len(BORROWER_PER_LENDER)
+        rates = slice(header + 2, header + width * n, width)
+        write_entry(obs, rates, (self.last_rates / self.max_rate)[:, None, :], space)
+        investments = slice(header + 3, header + width * n, width)
+        write_entry(obs, investments, self.last_investments[:, None, :], space)
         if self.settings.observe:
-            parts.append(settlement.borrower_observation(self.book.view(), n))
-        observation = np.concatenate(parts, axis=1)[:, None, :]
-        return to_space(observation, self._roles[0].observation_space)
+            entries = settlement.borrower_observation(self.book.view(), n)
+            first = header + width * n
+            write_entry(obs, slice(first, first + entries.shape[-1]), entries[:, None, :], space)
+        return obs
+
+    def _borrower_template(self) -> np.ndarray:
+        """Borrower observations with the episode's constant entries set and the others 0.
+
+        Built once per game and copied by every observation, so that a step writes only the
+        entries that change.
+        """
+        if self._borrower_template_game is not self.game:
+            game, n = self.game, self.n_lenders
+            space = self._roles[0].observation_space
+            template = np.zeros((self.num_instances, 1, space.shape[0]), dtype=np.float32)
+            index = BORROWER_INDEX
+            write_entry(template, index["n_lenders"], n, space)
+            write_entry(template, index["max_rate"], self.max_rate, space)
+            write_entry(template, index["reward"], game.reward[:, None], space)
+            write_entry(template, index["weight"], game.weight[:, None], space)
+            write_entry(template, index["valuation"], game.valuation[:, None], space)
+            write_entry(template, index["target"], game.target[:, None], space)
+            header, width = len(BORROWER_HEADER), len(BORROWER_PER_LENDER)
+            min_rates = slice(header, header + width * n, width)
+            write_entry(template, min_rates, (game.min_rate / self.max_rate)[:, None, :], space)
+            max_investments = slice(header + 1, header + width * n, width)
+            write_entry(template, max_investments, game.max_investment[:, None, :], space)
+            self._borrower_template_array = template
+            self._borrower_template_game = game
+        return self._borrower_template_array
 
     def _observe_lenders(self) -> np.ndarray:
-        game, batch, n = self.game, self.num_instances, self.n_lenders
-        obs = np.zeros((batch, n, len(LENDER_OBSERVATION)))
-        obs[..., LENDER_INDEX["phase"]] = self.phase
-        obs[..., LENDER_INDEX["round_progress"]] = self.round / self.max_cycles
-        obs[..., LENDER_INDEX["has_history"]] = float(self.has_history)
-        obs[..., LENDER_INDEX["n_lenders"]] = n
-        obs[..., LENDER_INDEX["max_rate"]] = self.max_rate
-        obs[..., LENDER_INDEX["min_rate_ratio"]] = game.min_rate / self.max_rate
-        obs[..., LENDER_INDEX["max_investment"]] = game.max_investment
-        obs[..., LENDER_INDEX["reward"]] = game.reward[:, None]
-        obs[..., LENDER_INDEX["weight"]] = game.weight[:, None]
+        space = self._roles[1].observation_space
+        obs = self._lender_template().copy()
+        index = LENDER_INDEX
+        write_entry(obs, index["phase"], self.phase, space)
+        write_entry(obs, index["round_progress"], self.round / self.max_cycles, space)
+        write_entry(obs, index["has_history"], float(self.has_history), space)
         # In the lenders' own step they see this round's offer, else last round's.
         offered = self.posted_rates if self.phase == keys.FOLLOWERS_PHASE else self.last_rates
-        obs[..., LENDER_INDEX["offered_rate_ratio"]] = offered / self.max_rate
-        total = self.last_investments.sum(axis=1, keepdims=True)
-        obs[..., LENDER_INDEX["others_last_investment"]] = total - self.last_investments
-        obs[..., LENDER_INDEX["last_investment"]] = self.last_investments
-        obs[..., LENDER_INDEX["last_raise_failed"]] = self.last_failed[:, None]
+        write_entry(obs, index["offered_rate_ratio"], offered / self.max_rate, space)
+        total = row_sum(self.last_investments)[:, None]
+        others = total - self.last_investments
+        write_entry(obs, index["others_last_investment"], others, space)
+        write_entry(obs, index["last_investment"], self.last_investments, space)
+        write_entry(obs, index["last_raise_failed"], self.last_failed[:, None], space)
         if self.settings.observe:
-            obs = np.concatenate([obs, settlement.lender_observation(self.book.view(), n)], axis=-1)
-        return to_space(obs, self._roles[1].observation_space)
+            entries = settlement.lender_observation(self.book.view(), self.n_lenders)
+            first = len(LENDER_OBSERVATION)
+            write_entry(obs, slice(first, first + entries.shape[-1]), entries, space)
+        return obs
+
+    def _lender_template(self) -> np.ndarray:
+        """Lender observations with the episode's constant entries set (see _borrower_template)."""
+        if self._lender_template_game is not self.game:
+            game, n = self.game, self.n_lenders
+            space = self._roles[1].observation_space
+            template = np.zeros((self.num_instances, n, space.shape[0]), dtype=np.float32)
+            index = LENDER_INDEX
+            write_entry(template, index["n_lenders"], n, space)
+            write_entry(template, index["max_rate"], self.max_rate, space)
+            write_entry(template, index["min_rate_ratio"], game.min_rate / self.max_rate, space)
+            write_entry(template, index["max_investment"], game.max_investment, space)
+            write_entry(template, index["reward"], game.reward[:, None], space)
+            write_entry(template, index["weight"], game.weight[:, None], space)
+            self._lender_template_array = template
+            self._lender_template_game = game
+        return self._lender_template_array
 
     def equilibrium_actions(self) -> dict[str, np.ndarray]:
         actions = {"borrower": self.actions_from_rates(self.equilibrium.rates)}
@@ -583,9 +647,9 @@ def _unit_box(size: int) -> gymnasium.spaces.Box:
 def _finite_number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"invalid {name} {value!r}: expected a finite number")
-    number = float(value)
+    number = to_float(value)
     if not np.isfinite(number):
-        raise ValueError(f"invalid {name} {value!r}: expected a finite number")
+        raise ValueError(f"invalid {name} {describe_value(value)}: expected a finite number")
     return number
 
 

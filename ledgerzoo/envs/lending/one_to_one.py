@@ -16,10 +16,20 @@ import gymnasium
 import numpy as np
 
 from ledgerzoo.envs.core import keys
-from ledgerzoo.envs.core.market import FOLLOWER_MODES, BatchedMarket, Role
+from ledgerzoo.envs.core.market import FOLLOWER_MODES, BatchedMarket, Role, write_entry
 from ledgerzoo.envs.core.parallel import MarketParallelEnv
-from ledgerzoo.envs.core.params import ParamSpec, parse_param, positive_number
-from ledgerzoo.envs.core.spaces import box_from_table, to_space
+from ledgerzoo.envs.core.params import (
+    MAX_AGENTS,
+    ParamSpec,
+    check_maximum_above_default,
+    describe_value,
+    integer_count,
+    parse_param,
+    positive_number,
+    to_float,
+)
+from ledgerzoo.envs.core.rows import row_sum
+from ledgerzoo.envs.core.spaces import box_from_table
 from ledgerzoo.envs.lending import equilibrium, settlement
 from ledgerzoo.envs.lending.equilibrium import OneToOneEquilibrium, OneToOneGame
 from ledgerzoo.envs.lending.model import prices_from_rates
@@ -38,6 +48,9 @@ LOAN_CAP_FACTOR = 2.0
 # Magnitudes the env accepts. Loans reach d / r_min, up to 1e18 coins here, so every
 # observation stays finite in float32 (whose largest value is about 3.4e38).
 MAX_WILLINGNESS = 1e9  # coins x rate
+# The competition index r_min,i sum_j x_j / d_i divides by d_i: with this floor it stays below
+# 1e3 * 1e6 lenders * 2e18 coins / 1e-9 = 2e36, inside float32.
+MIN_WILLINGNESS = 1e-9  # coins x rate
 MIN_RATE_FLOOR = 1e-9  # fraction per loan term
 MAX_RATE_CAP = 1e3  # fraction per loan term
 MAX_LOAN_CAP = 1e18  # coins
@@ -116,11 +129,9 @@ class OneToOneMarket(BatchedMarket):
             two_phase=followers == "learned",
             reward_scale=reward_scale,
         )
-        if isinstance(n_lenders, bool) or not isinstance(n_lenders, (int, np.integer)):
-            raise TypeError(f"n_lenders must be an int, got {n_lenders!r}")
-        if n_lenders < 1:
-            raise ValueError(f"n_lenders must be at least 1, got {n_lenders}")
-        self.n_lenders = int(n_lenders)
+        self.n_lenders = integer_count(
+            "n_lenders", n_lenders, minimum=1, maximum=MAX_AGENTS, unit="lenders"
+        )
         self.followers = followers
         if not isinstance(reference, (bool, np.bool_)):
             raise TypeError(f"reference must be True or False, got {reference!r}")
@@ -131,20 +142,25 @@ class OneToOneMarket(BatchedMarket):
                 f"invalid max_rate {max_rate!r}: expected at most {MAX_RATE_CAP} (a fraction of "
                 "the principal per loan term)"
             )
+        check_maximum_above_default(
+            "max_rate", self.max_rate, "min_rate", min_rate, DEFAULT_MIN_RATE
+        )
         if isinstance(min_loan, bool) or not isinstance(
             min_loan, (int, float, np.integer, np.floating)
         ):
             raise TypeError(f"invalid min_loan {min_loan!r}: expected a finite number >= 0")
-        self.min_loan = float(min_loan)
-        if not np.isfinite(self.min_loan) or self.min_loan < 0.0:
-            raise ValueError(f"invalid min_loan {min_loan!r}: expected a finite number >= 0")
+        self.min_loan = to_float(min_loan)
+        if not 0.0 <= self.min_loan <= MAX_LOAN_CAP:
+            raise ValueError(
+                f"invalid min_loan {describe_value(min_loan)}: expected a number of coins in "
+                f"[0, {MAX_LOAN_CAP:g}]"
+            )
         n = self.n_lenders
         self.willingness_spec = parse_param(
             "willingness",
             DEFAULT_WILLINGNESS if willingness is None else willingness,
             n,
-            minimum=0.0,
-            strictly_above_minimum=True,
+            minimum=MIN_WILLINGNESS,
             maximum=MAX_WILLINGNESS,
         )
         self.min_rate_spec = parse_param(
@@ -218,6 +234,11 @@ class OneToOneMarket(BatchedMarket):
         )
         self._loan_upper = np.ones(shape)
         self._equilibrium: OneToOneEquilibrium | None = None
+        # Observation templates and the game they were built for (see _lender_template).
+        self._template_game: OneToOneGame | None = None
+        self._lender_template_array = np.zeros((0, n, 0), dtype=np.float32)
+        self._borrower_template_game: OneToOneGame | None = None
+        self._borrower_template_array = np.zeros((0, 1, 0), dtype=np.float32)
         self._clear_history()
 
     # ----------------------------------------------------------------------------------------
@@ -259,15 +280,17 @@ class OneToOneMarket(BatchedMarket):
     def _reset_episode(self, generators: Sequence[np.random.Generator]) -> None:
         # One draw per instance and parameter, each instance from its own generator, so that
         # instance b of a vector env matches the PettingZoo env reset with b's seed.
-        # NOTE: this is a Python loop over instances, once per episode (not per step); at
-        # B = 4096 it costs a few milliseconds per reset.
+        # NOTE: this is a Python loop over instances, once per episode (not per step), with one
+        # generator call per instance.
         n = self.n_lenders
         specs = [self.willingness_spec, self.min_rate_spec]
         if self.max_loan_spec is not None:
             specs.append(self.max_loan_spec)
         # The budgets' draws come last, so the game's draws do not depend on the ledger.
         rows = len(specs) + (1 if self.book.budget_draw_count else 0)
-        uniforms = np.stack([rng.random((rows, n)) for rng in generators])  # (B, P, N)
+        uniforms = np.empty((len(generators), rows, n))  # (B, P, N)
+        for draws, rng in zip(uniforms, generators, strict=True):
+            rng.random(out=draws)
         willingness = self.willingness_spec.sample(uniforms[:, 0])
         min_rate = self.min_rate_spec.sample(uniforms[:, 1])
         shape = (self.num_instances, n)
@@ -323,20 +346,18 @@ class OneToOneMarket(BatchedMarket):
         n = self.n_lenders
         is_optimal = np.arange(n)[None, :] == result["optimal_lender"][:, None]
         optimal = result["optimal_lender"][:, None]
+        # The optimal lender's entries, read through flat indices (faster than take_along_axis).
+        chosen = np.arange(self.num_instances) * n + result["optimal_lender"]
+        optimal_loans = loans.reshape(-1)[chosen][:, None]
+        optimal_rates = rates.reshape(-1)[chosen][:, None]
         # Only the optimal lender's principal moves.
-        settled = self.book.settle(
-            optimal,
-            np.take_along_axis(loans, optimal, axis=1),
-            np.take_along_axis(rates, optimal, axis=1),
-        )
+        settled = self.book.settle(optimal, optimal_loans, optimal_rates)
         ledger_lender, ledger_borrower = settlement.round_infos(
-            settled, self.book.view(), budgets, n
+            settled, self.book.infos_view(), budgets, n
         )
         # A principal the ledger rejected (its queue was full) was not lent: the round had no
         # loan, and every utility is 0.
-        failed = settlement.rejected_loans(
-            np.take_along_axis(loans, optimal, axis=1), settled.lent.sum(axis=1, keepdims=True)
-        )[:, 0]
+        failed = settlement.rejected_loans(optimal_loans, row_sum(settled.lent)[:, None])[:, 0]
         if failed.any():
             result = _without_loan(result, failed)
         lender_infos: dict[str, np.ndarray] = {
@@ -351,8 +372,8 @@ class OneToOneMarket(BatchedMarket):
         lender_infos.update(ledger_lender)
         infos = {"lender": lender_infos}
         borrower_infos: dict[str, np.ndarray] = {
-            keys.RATE: np.take_along_axis(rates, optimal, axis=1),
-            keys.LOAN: np.take_along_axis(loans, optimal, axis=1),
+            keys.RATE: optimal_rates,
+            keys.LOAN: optimal_loans,
             keys.LOANS: loans[:, None, :],
             keys.UTILITY: result["borrower_utility"][:, None],
             keys.OPTIMAL_LENDER: optimal,
@@ -477,62 +498,102 @@ class OneToOneMarket(BatchedMarket):
         return observations
 
     def _observe_lenders(self) -> np.ndarray:
-        batch, n = self.num_instances, self.n_lenders
-        game = self.game
-        r_max = self.max_rate
-        obs = np.zeros((batch, n, len(LENDER_OBSERVATION)), dtype=np.float64)
-        obs[..., LENDER_INDEX["phase"]] = self.phase
-        obs[..., LENDER_INDEX["round_progress"]] = self.round / self.max_cycles
-        obs[..., LENDER_INDEX["has_history"]] = float(self.has_history)
-        obs[..., LENDER_INDEX["n_lenders"]] = n
-        obs[..., LENDER_INDEX["willingness"]] = game.willingness
-        obs[..., LENDER_INDEX["max_rate"]] = r_max
-        obs[..., LENDER_INDEX["min_rate_ratio"]] = game.min_rate / r_max
+        n = self.n_lenders
+        space = self._roles[0].observation_space
+        obs = self._lender_template().copy()
+        index = LENDER_INDEX
+        write_entry(obs, index["phase"], self.phase, space)
+        write_entry(obs, index["round_progress"], self.round / self.max_cycles, space)
+        write_entry(obs, index["has_history"], float(self.has_history), space)
         if self.has_history:
+            game = self.game
+            r_max = self.max_rate
             rates = self.last_rates
             loans = self.last_loans
-            obs[..., LENDER_INDEX["last_rate_ratio"]] = rates / r_max
+            write_entry(obs, index["last_rate_ratio"], rates / r_max, space)
             if n > 1:
-                total = rates.sum(axis=1, keepdims=True)
-                obs[..., LENDER_INDEX["others_mean_rate_ratio"]] = (total - rates) / (n - 1) / r_max
+                total = row_sum(rates)[:, None]
+                write_entry(
+                    obs, index["others_mean_rate_ratio"], (total - rates) / (n - 1) / r_max, space
+                )
                 low, high = _others_extremes(rates)
-                obs[..., LENDER_INDEX["others_min_rate_ratio"]] = low / r_max
-                obs[..., LENDER_INDEX["others_max_rate_ratio"]] = high / r_max
-            loan_total = loans.sum(axis=1, keepdims=True)
-            obs[..., LENDER_INDEX["last_loan_share"]] = np.divide(
-                loans, loan_total, out=np.zeros_like(loans), where=loan_total > 0.0
-            )
+                write_entry(obs, index["others_min_rate_ratio"], low / r_max, space)
+                write_entry(obs, index["others_max_rate_ratio"], high / r_max, space)
+            loan_total = row_sum(loans)[:, None]
+            share = np.divide(loans, loan_total, out=np.zeros_like(loans), where=loan_total > 0.0)
+            write_entry(obs, index["last_loan_share"], share, space)
             # u_i = r_min,i sum_{j != i} x_j / d_i: equals r_min,i beta_i when the borrower
             # responds with its best response, which is what a best response needs.
-            obs[..., LENDER_INDEX["competition_index"]] = (
-                game.min_rate * (loan_total - loans) / game.willingness
-            )
-            obs[..., LENDER_INDEX["was_optimal_lender"]] = (
-                np.arange(n)[None, :] == self.last_optimal[:, None]
-            )
+            competition = game.min_rate * (loan_total - loans) / game.willingness
+            write_entry(obs, index["competition_index"], competition, space)
+            was_optimal = np.arange(n)[None, :] == self.last_optimal[:, None]
+            write_entry(obs, index["was_optimal_lender"], was_optimal, space)
         if self.settings.observe:
             ledger_entries = settlement.lender_observation(self.book.view(), n)
-            obs = np.concatenate([obs, ledger_entries], axis=-1)
-        return to_space(obs, self._roles[0].observation_space)
+            first = len(LENDER_OBSERVATION)
+            write_entry(obs, slice(first, first + ledger_entries.shape[-1]), ledger_entries, space)
+        return obs
+
+    def _lender_template(self) -> np.ndarray:
+        """Lender observations with the episode's constant entries set and the others 0.
+
+        Built once per game and copied by every observation, so that a step writes only the
+        entries that change.
+        """
+        if self._template_game is not self.game:
+            game = self.game
+            batch, n = self.num_instances, self.n_lenders
+            space = self._roles[0].observation_space
+            template = np.zeros((batch, n, space.shape[0]), dtype=np.float32)
+            write_entry(template, LENDER_INDEX["n_lenders"], n, space)
+            write_entry(template, LENDER_INDEX["willingness"], game.willingness, space)
+            write_entry(template, LENDER_INDEX["max_rate"], self.max_rate, space)
+            write_entry(
+                template, LENDER_INDEX["min_rate_ratio"], game.min_rate / self.max_rate, space
+            )
+            self._lender_template_array = template
+            self._template_game = game
+        return self._lender_template_array
 
     def _observe_borrower(self) -> np.ndarray:
-        batch, n = self.num_instances, self.n_lenders
-        header = np.zeros((batch, len(BORROWER_HEADER)))
-        header[:, 0] = self.phase
-        header[:, 1] = self.round / self.max_cycles
-        header[:, 2] = float(self.has_history)
-        header[:, 3] = self.max_rate
-        header[:, 4] = self.min_loan
+        n = self.n_lenders
+        space = self._roles[1].observation_space
+        obs = self._borrower_template().copy()
+        header = len(BORROWER_HEADER)
+        write_entry(obs, 0, self.phase, space)
+        write_entry(obs, 1, self.round / self.max_cycles, space)
+        write_entry(obs, 2, float(self.has_history), space)
         # The rates the borrower observes: this round's posted rates in its own step, else last round's.
         rates = self.posted_rates if self.phase == keys.FOLLOWERS_PHASE else self.last_rates
-        per_lender = np.stack(
-            [self.game.willingness, rates / self.max_rate, self._loan_upper], axis=-1
-        ).reshape(batch, n * len(BORROWER_PER_LENDER))
-        parts = [header, per_lender]
+        rate_entries = slice(header + 1, header + 3 * n, 3)
+        write_entry(obs, rate_entries, (rates / self.max_rate)[:, None, :], space)
         if self.settings.observe:
-            parts.append(settlement.borrower_observation(self.book.view(), n))
-        obs = np.concatenate(parts, axis=1)[:, None, :]
-        return to_space(obs, self._roles[1].observation_space)
+            ledger_entries = settlement.borrower_observation(self.book.view(), n)
+            first = header + 3 * n
+            write_entry(
+                obs,
+                slice(first, first + ledger_entries.shape[-1]),
+                ledger_entries[:, None, :],
+                space,
+            )
+        return obs
+
+    def _borrower_template(self) -> np.ndarray:
+        """Borrower observations with the episode's constant entries set (see _lender_template)."""
+        if self._borrower_template_game is not self.game:
+            n = self.n_lenders
+            space = self._roles[1].observation_space
+            template = np.zeros((self.num_instances, 1, space.shape[0]), dtype=np.float32)
+            header = len(BORROWER_HEADER)
+            write_entry(template, 3, self.max_rate, space)
+            write_entry(template, 4, self.min_loan, space)
+            willingness = slice(header, header + 3 * n, 3)
+            write_entry(template, willingness, self.game.willingness[:, None, :], space)
+            upper = slice(header + 2, header + 3 * n, 3)
+            write_entry(template, upper, self._loan_upper[:, None, :], space)
+            self._borrower_template_array = template
+            self._borrower_template_game = self.game
+        return self._borrower_template_array
 
     def equilibrium_actions(self) -> dict[str, np.ndarray]:
         actions = {"lender": self.actions_from_rates(self.equilibrium.rates)}
@@ -563,7 +624,9 @@ class OneToOneMarket(BatchedMarket):
         if "borrower" in observations:
             borrower_obs = np.asarray(observations["borrower"], dtype=np.float64)[:, 0]
             n = self.n_lenders
-            per_lender = borrower_obs[:, len(BORROWER_HEADER) :].reshape(-1, n, 3)
+            header = len(BORROWER_HEADER)
+            # The ledger entries, when observed, follow the per-lender entries.
+            per_lender = borrower_obs[:, header : header + 3 * n].reshape(-1, n, 3)
             min_loan = borrower_obs[:, 4:5]
             rates = np.maximum(per_lender[..., 1] * borrower_obs[:, 3:4], 1e-12)
             upper = per_lender[..., 2]
@@ -635,13 +698,27 @@ def _without_loan(result: dict[str, np.ndarray], failed: np.ndarray) -> dict[str
 
 
 def _others_extremes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Minimum and maximum over j != i of values[:, j], for every i; (B, N) each (N >= 2)."""
-    order = np.sort(values, axis=1)
-    smallest, second_smallest = order[:, :1], order[:, 1:2]
-    largest, second_largest = order[:, -1:], order[:, -2:-1]
-    low = np.where(values == smallest, second_smallest, smallest)
-    high = np.where(values == largest, second_largest, largest)
-    return low, high
+    """Minimum and maximum over j != i of values[:, j], for every i; (B, N) each (N >= 2).
+
+    Leaving out entry i changes the extreme only where entry i is the row's extreme, and then
+    to the second smallest (or largest) value, which equals the extreme when it occurs twice.
+    The work runs on the transposed (N, B) array, where a reduction over the lenders is a few
+    whole-row operations instead of one call per instance.
+    """
+    columns = np.ascontiguousarray(values.T)
+    low = _others_extreme(columns, np.minimum, np.inf)
+    high = _others_extreme(columns, np.maximum, -np.inf)
+    return low.T, high.T
+
+
+def _others_extreme(columns: np.ndarray, extreme: np.ufunc, neutral: float) -> np.ndarray:
+    """Extreme over j != i of columns[j], for every i, with ``extreme`` np.minimum or np.maximum."""
+    best = extreme.reduce(columns, axis=0)
+    is_best = columns == best
+    ties = np.add.reduce(is_best, axis=0, dtype=np.int64) > 1
+    runner_up = extreme.reduce(np.where(is_best, neutral, columns), axis=0)
+    second = np.where(ties, best, runner_up)
+    return np.where(is_best, second, best)
 
 
 class LendingOneToOneEnv(MarketParallelEnv):

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from ledgerzoo.envs.core import keys
-from ledgerzoo.envs.core.params import ParamSpec, parse_param
+from ledgerzoo.envs.core.params import ParamSpec, describe_value, parse_param, to_float
+from ledgerzoo.envs.core.rows import row_sum
 from ledgerzoo.ledger import Kind, Ledger, LedgerConfig, LoanBook
 from ledgerzoo.ledger.tangle import TangleConfig
 
@@ -156,10 +157,11 @@ def _coins(name: str, value: Any) -> float:
         if isinstance(value, str):
             hint = " (YAML reads 1e15 as text; write 1.0e15)"
         raise ValueError(f"invalid {name} {value!r}: expected a number of coins >= 0{hint}")
-    number = float(value)
+    number = to_float(value)
     if not np.isfinite(number) or not 0.0 <= number <= MAX_COINS:
         raise ValueError(
-            f"invalid {name} {value!r}: expected a number of coins in [0, {MAX_COINS:g}]"
+            f"invalid {name} {describe_value(value)}: expected a number of coins in "
+            f"[0, {MAX_COINS:g}]"
         )
     return number
 
@@ -298,14 +300,23 @@ class LendingLedger:
         events = self.loans.settle_due()
         repaid = ledger.sum_by_account(self.loans.lender, events.repayment)[:, :n]
         unpaid = np.where(events.defaulted, self.loans.principal * (1.0 + self.loans.rate), 0.0)
-        lost = ledger.sum_by_account(self.loans.lender, unpaid)[:, :n]
+        if events.defaulted.any():
+            lost = ledger.sum_by_account(self.loans.lender, unpaid)[:, :n]
+        else:
+            # Every unpaid amount is +0.0, and np.bincount sums them to +0.0 too.
+            lost = np.zeros((self.num_instances, n))
 
         batch = self.num_instances
-        price = np.full((batch, 1), settings.data_price)
-        purchase = ledger.submit(
-            self.borrower, ledger.clearing, price, Kind.DATA_PURCHASE, where=price > 0.0
-        )
-        data_bought = purchase.accepted[:, 0] | (price[:, 0] == 0.0)
+        if settings.data_price == 0.0:
+            # With free data every borrower has the data. The ledger would skip every purchase
+            # and change nothing, so none is submitted.
+            data_bought = np.ones(batch, dtype=bool)
+        else:
+            price = np.full((batch, 1), settings.data_price)
+            purchase = ledger.submit(
+                self.borrower, ledger.clearing, price, Kind.DATA_PURCHASE, where=price > 0.0
+            )
+            data_bought = purchase.accepted[:, 0]
         income = self.income[:, None]
         ledger.submit(
             ledger.mint,
@@ -322,7 +333,7 @@ class LendingLedger:
             lent=lent,
             repaid=repaid,
             lost=lost,
-            defaulted=unpaid.sum(axis=1),
+            defaulted=row_sum(unpaid),
             data_bought=data_bought,
             received=confirmed.received,
             paid=confirmed.paid,
@@ -335,13 +346,21 @@ class LendingLedger:
         and ``outstanding_debt`` (principal of active loans), and ``defaults`` (count of each
         account's defaults as borrower, public).
         """
+        view = self.infos_view()
+        view["outstanding_lent"] = self.loans.outstanding_lent()
+        view["outstanding_debt"] = self.loans.outstanding()
+        return view
+
+    def infos_view(self) -> dict[str, np.ndarray]:
+        """Return the entries of :meth:`view` that :func:`round_infos` reads.
+
+        These are all but the outstanding principals, which cost a sum over the loan book each.
+        """
         ledger = self.ledger
         return {
             "balance": ledger.balances,
             "pending_incoming": ledger.pending_incoming(),
             "pending_outgoing": ledger.pending_outgoing(),
-            "outstanding_lent": self.loans.outstanding_lent(),
-            "outstanding_debt": self.loans.outstanding(),
             "defaults": self.loans.defaults.astype(np.float64),
         }
 
@@ -390,7 +409,7 @@ def round_infos(
 
     Args:
         settled: The round's settlement.
-        view: :meth:`LendingLedger.view` after the round.
+        view: :meth:`LendingLedger.view` or :meth:`LendingLedger.infos_view` after the round.
         budgets: The lenders' budgets when the round's loans were decided, (B, N).
         n_lenders: N.
     """

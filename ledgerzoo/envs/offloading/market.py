@@ -24,22 +24,18 @@ import numpy as np
 from ledgerzoo.envs.core import keys
 from ledgerzoo.envs.core.market import BatchedMarket, Role
 from ledgerzoo.envs.core.parallel import MarketParallelEnv
+from ledgerzoo.envs.core.params import describe_value, to_float
 from ledgerzoo.envs.core.spaces import box_from_table, index_of, to_space
 from ledgerzoo.envs.offloading import baselines, equilibrium, model, pricing
 from ledgerzoo.envs.offloading.game import (
     OffloadingGame,
     Tasks,
     build_game,
-    sample_tasks,
-    stack_tasks,
+    draw_instances,
 )
 from ledgerzoo.envs.offloading.reputation import beta_reputation
-from ledgerzoo.envs.offloading.scenario import OffloadingScenario
-from ledgerzoo.envs.offloading.topology import (
-    LOCAL_ACTION,
-    build_topology,
-    sample_device_positions,
-)
+from ledgerzoo.envs.offloading.scenario import OffloadingScenario, uniform_in_range
+from ledgerzoo.envs.offloading.topology import LOCAL_ACTION, build_topology
 from ledgerzoo.ledger import Kind, Ledger, LedgerConfig, LoanBook
 
 NAME = "offloading_v0"
@@ -50,6 +46,10 @@ DEFAULT_MAX_CYCLES = 25
 DEFAULT_RELIABILITY = (0.7, 1.0)  # theta_k range, probability that edge k completes a task
 DEFAULT_FAILURE_PENALTY = 0.5  # coins a device loses when its task fails on an edge
 DEFAULT_BANK_RATE = 0.05  # interest per round of a bank loan
+# Largest amount of coins (device_balance, failure_penalty) and bank rate the market accepts,
+# so that balances and debts stay finite in float32 observations.
+MAX_COINS = 1e12
+MAX_BANK_RATE = 1e3  # fraction of the debt per round
 # Exhaustive search for the social optimum runs at reset while the profiles number at most
 # this many; beyond it the reference reports a local-search bound.
 MAX_OPTIMUM_PROFILES = 200_000
@@ -156,7 +156,7 @@ class OffloadingMarket(BatchedMarket):
         self.loans = bool(loans)
         self.reliability = _probability_range("reliability", reliability)
         self.failure_penalty = _coins("failure_penalty", failure_penalty)
-        self.bank_rate = _coins("bank_rate", bank_rate)
+        self.bank_rate = _coins("bank_rate", bank_rate, maximum=MAX_BANK_RATE)
         self.device_balance = (
             None if device_balance is None else _coins("device_balance", device_balance)
         )
@@ -243,36 +243,34 @@ class OffloadingMarket(BatchedMarket):
         self.failures = np.zeros((batch, k))
         self.last_costs: np.ndarray | None = None
         self.last_rewards: np.ndarray | None = None
+        self._masks: tuple[OffloadingGame, np.ndarray] | None = None
+        self._deviations: tuple[OffloadingGame, np.ndarray, np.ndarray] | None = None
 
     def _reset_episode(self, generators: Sequence[np.random.Generator]) -> None:
-        # NOTE: a Python loop over instances, once per episode (not per step). Each instance
-        # draws, from its own generator: device positions, its devices' tasks (the order of
-        # game.sample_tasks), then edge reliabilities and task failure draws with reputation.
+        # Each instance draws from its own generator, in one call (draw_instances): device
+        # positions, its devices' tasks, then with reputation the edge reliabilities and the
+        # task failure draws of every round.
         scenario = self.scenario
-        positions, tasks, reliabilities, failure_draws = [], [], [], []
-        low, high = self.reliability
-        for rng in generators:
-            positions.append(sample_device_positions(scenario, rng))
-            tasks.append(sample_tasks(scenario, rng))
-            if self.reputation:
-                reliabilities.append(rng.uniform(low, high, size=self.n_edges))
-                failure_draws.append(rng.random((self.max_cycles, self.n_devices)))
+        n, k = self.n_devices, self.n_edges
+        extra = k + self.max_cycles * n if self.reputation else 0
+        positions, self._episode_tasks, extra_draws = draw_instances(scenario, generators, extra)
         topology = build_topology(
-            np.stack(positions),
+            positions,
             scenario.edge_position_array,
             scenario.radio_range,
             scenario.edge_range,
         )
-        self._episode_tasks = stack_tasks(tasks)
         self.base_game = build_game(scenario, topology, self._episode_tasks)
         self.game = self.base_game
-        self.reliabilities = np.stack(reliabilities) if self.reputation else None
-        self.failure_draws = np.stack(failure_draws) if self.reputation else None
+        self.reliabilities = self.failure_draws = None
+        if self.reputation:
+            self.reliabilities = uniform_in_range(extra_draws[:, :k], self.reliability)
+            self.failure_draws = extra_draws[:, k:].reshape(-1, self.max_cycles, n)
 
         # The maximum the devices of an instance can pay in an episode is every device's
         # dearest bill, every round. It sizes the balances that never bind: the devices'
         # without a device_balance, and the bank's, so that it can lend whatever is asked.
-        provider, relays = model.action_payments(self.base_game)
+        provider, relays = self.base_game.payments
         most = self.max_cycles * (provider + relays).max(axis=2).sum(axis=1) + 1.0
         balance = self.device_balance
         balance_per_device = (
@@ -323,13 +321,28 @@ class OffloadingMarket(BatchedMarket):
     # Masks and actions.
 
     def action_masks(self) -> dict[str, np.ndarray]:
-        mask = self._game().action_mask
-        if self.device_balance is not None and not self.loans:
-            # Without loans a device runs locally when it cannot pay for offloading.
-            provider, relays = model.action_payments(self._game())
+        game = self._game()
+        if self.device_balance is None or self.loans:
+            return {"device": game.action_mask}
+        # Without loans a device runs locally when it cannot pay for offloading. The mask
+        # changes with the game and the balances, so it is kept until the round settles.
+        if self._masks is None or self._masks[0] is not game:
+            provider, relays = game.payments
             balance = self.ledger.balances[:, : self.n_devices, None]
-            mask = mask & ((provider + relays) <= balance + 1e-9)
-        return {"device": mask}
+            self._masks = (game, game.action_mask & ((provider + relays) <= balance + 1e-9))
+        return {"device": self._masks[1]}
+
+    def _deviation_costs(self, game: OffloadingGame, actions: np.ndarray) -> np.ndarray:
+        """Compute :func:`model.deviation_costs` once for a game and an action profile.
+
+        A round's infos (with ``reference=True``) and the next observations both need the
+        deviation costs of the round's actions.
+        """
+        cached = self._deviations
+        if cached is None or cached[0] is not game or cached[1] is not actions:
+            cached = (game, actions, model.deviation_costs(game, actions))
+            self._deviations = cached
+        return cached[2]
 
     def _game(self) -> OffloadingGame:
         if self.game is None:
@@ -367,7 +380,10 @@ class OffloadingMarket(BatchedMarket):
         batch, n = self.num_instances, self.n_devices
         # The choices the devices had, before this round's payments change the balances.
         allowed = self.action_masks()["device"]
-        costs = model.device_costs(game, actions)
+        # Each device's cost is the deviation cost of its own action, bit for bit (a test checks
+        # it against model.device_costs), and the next observations need every deviation cost.
+        deviations = self._deviation_costs(game, actions)
+        costs = np.take_along_axis(deviations, actions[:, :, None], axis=2)[:, :, 0]
         relay_income = model.relay_income(game, actions)
         on_edge = model.edge_tasks(game, actions)  # (B, N, K)
 
@@ -380,7 +396,7 @@ class OffloadingMarket(BatchedMarket):
             self.failures += (on_edge & failed[:, :, None]).sum(axis=1)
         penalty = np.where(failed, self.failure_penalty, 0.0)
 
-        provider_bills, relay_fees = model.action_payments(game)
+        provider_bills, relay_fees = game.payments
         chosen_bill = np.take_along_axis(provider_bills, actions[:, :, None], axis=2)[:, :, 0]
         interest, rejected = self._settle_payments(game, actions, failed, chosen_bill, relay_fees)
         # A failed task mines no block and its edge is not paid: the device loses the mining
@@ -506,6 +522,7 @@ class OffloadingMarket(BatchedMarket):
         income = np.where(failed, 0.0, game.mining_income)
         ledger.submit(ledger.mint, devices, income, Kind.MINT, where=income > 0.0)
         self._settlement = ledger.end_round()
+        self._masks = None
         return interest, rejected
 
     # ----------------------------------------------------------------------------------------
@@ -540,7 +557,7 @@ class OffloadingMarket(BatchedMarket):
         if self.reference:
             # The exact best deviation of every device among the choices it had, the others'
             # actions held.
-            deviations = np.where(allowed, model.deviation_costs(game, actions), np.inf)
+            deviations = np.where(allowed, self._deviation_costs(game, actions), np.inf)
             best_cost = deviations.min(axis=2)
             device[keys.BEST_RESPONSE_UTILITY] = rewards + np.maximum(costs - best_cost, 0.0)
             device[keys.BEST_RESPONSE_ACTION] = deviations.argmin(axis=2)
@@ -603,7 +620,7 @@ class OffloadingMarket(BatchedMarket):
         """Delay of every action's route at last round's loads, plus the device itself (s),
         (B, N, A): what the device would wait if it alone changed its choice. 0 where illegal."""
         game = self._game()
-        deviations = model.deviation_costs(game, self.last_actions)
+        deviations = self._deviation_costs(game, self.last_actions)
         delay = (deviations - game.private_costs) / game.weights[:, :, None]
         return np.where(game.action_mask, delay, 0.0)
 
@@ -863,18 +880,27 @@ def _parse_scenario(
 def _probability_range(name: str, value: Any) -> tuple[float, float]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ValueError(f"invalid {name} {value!r}: expected a (low, high) pair in [0, 1]")
-    low, high = (float(v) for v in value)
+    if not all(_is_number(v) for v in value):
+        raise ValueError(f"invalid {name} {value!r}: expected a (low, high) pair of numbers")
+    low, high = (to_float(v) for v in value)
     if not (0.0 <= low <= high <= 1.0):
         raise ValueError(f"invalid {name} {value!r}: expected 0 <= low <= high <= 1")
     return low, high
 
 
-def _coins(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+def _coins(name: str, value: Any, maximum: float = MAX_COINS) -> float:
+    if not _is_number(value):
         raise ValueError(f"invalid {name} {value!r}: expected a number >= 0")
-    number = float(value)
-    if not np.isfinite(number) or number < 0.0:
-        raise ValueError(f"invalid {name} {value!r}: expected a finite number >= 0")
+    # to_float turns a Python int beyond the float range into inf, rejected here.
+    number = to_float(value)
+    if not 0.0 <= number <= maximum:
+        raise ValueError(
+            f"invalid {name} {describe_value(value)}: expected a number in [0, {maximum:g}]"
+        )
     return number
 
 

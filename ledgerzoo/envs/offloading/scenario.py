@@ -26,7 +26,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ledgerzoo.envs.core.params import describe_value, to_float
+
 Range = tuple[float, float]
+
+#: Largest number of devices and of edge servers. Building the topology allocates (B, N, N)
+#: device adjacency and (B, N, K, K) route arrays, about 10^8 entries per instance at these caps.
+# NOTE: no test builds a market near the caps, and the equilibrium search there may be slow.
+MAX_DEVICES = 10_000
+MAX_EDGES = 100
+#: Largest values of the fields whose observation entries or products would otherwise overflow:
+#: the side, coins, and the task sizes observed in megabits and gigacycles in float32 (whose
+#: largest value is about 3.4e38).
+FIELD_MAXIMA = {
+    "side": 1e7,  # metres: squared distances stay far below the float64 limit
+    "block_reward": 1e12,  # coins
+    "task_bits_range": 1e15,  # bits
+    "task_cycles_range": 1e18,  # cycles
+}
 
 
 @dataclass(frozen=True)
@@ -172,8 +189,8 @@ class OffloadingScenario:
 
     def validate(self) -> None:
         """Raise ValueError naming the first field whose value is outside its valid range."""
-        _check_count("n_devices", self.n_devices)
-        _check_count("n_edges", self.n_edges)
+        _check_count("n_devices", self.n_devices, MAX_DEVICES)
+        _check_count("n_edges", self.n_edges, MAX_EDGES)
         for name in (
             "side",
             "radio_range",
@@ -266,6 +283,16 @@ class OffloadingScenario:
             )
 
 
+def uniform_in_range(uniforms: np.ndarray, bounds: Range) -> np.ndarray:
+    """Map draws u in [0, 1) onto [low, high) as low + (high - low) u.
+
+    numpy's ``rng.uniform(low, high)`` computes exactly this from one draw u per value, so a
+    batch built from ``rng.random`` draws equals separate ``rng.uniform`` calls bit for bit.
+    """
+    low, high = bounds
+    return low + (high - low) * uniforms
+
+
 def default_edge_positions(n_edges: int, side: float) -> np.ndarray:
     """Place K edge servers at the cell centres of a grid over the square (m), shape (K, 2).
 
@@ -285,11 +312,13 @@ def _per_edge(value: float | tuple[float, ...], n_edges: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(value, dtype=np.float64), (n_edges,)).copy()
 
 
-def _check_count(name: str, value: object) -> None:
+def _check_count(name: str, value: object, maximum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {describe_value(value)}")
 
 
 def _check_number(name: str, value: object, *, strictly_positive: bool) -> None:
@@ -298,13 +327,17 @@ def _check_number(name: str, value: object, *, strictly_positive: bool) -> None:
         if isinstance(value, str):
             hint = ". YAML reads 5.0e6 as text; write 5.0e+6 or 5000000.0"
         raise ValueError(f"{name} must be a number, got {value!r}{hint}")
-    number = float(value)
+    # to_float turns a Python int beyond the float range into inf, rejected here.
+    number = to_float(value)
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value}")
+        raise ValueError(f"{name} must be finite, got {describe_value(value)}")
     if strictly_positive and number <= 0.0:
         raise ValueError(f"{name} must be above 0, got {value}")
     if not strictly_positive and number < 0.0:
         raise ValueError(f"{name} must be at least 0, got {value}")
+    maximum = FIELD_MAXIMA.get(name.removesuffix(" low end").removesuffix(" high end"))
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{name} must be at most {maximum:g}, got {value}")
 
 
 def _check_range(name: str, value: object, *, strictly_positive: bool) -> None:

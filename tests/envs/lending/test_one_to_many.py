@@ -71,7 +71,7 @@ def borrower_utility(env: LendingOneToManyEnv, investments: np.ndarray, rates: n
         ({"min_rate": {"low": 0.01, "high": 0.4}}, ValueError, r"min_rate.*0\.4"),
         ({"min_rate": [0.01, 0.02]}, ValueError, r"min_rate.*\(5\).*2 numbers"),
         ({"max_investment": [10.0] * 6}, ValueError, r"max_investment.*\(5\).*6 numbers"),
-        ({"max_investment": 0.0}, ValueError, r"max_investment.*above 0"),
+        ({"max_investment": 0.0}, ValueError, r"max_investment.*at least 1e-09.*0\.0"),
         ({"failure_utility": float("nan")}, ValueError, "failure_utility.*nan"),
         ({"failure_utility": float("-inf")}, ValueError, "failure_utility.*inf"),
         ({"failure_utility": "low"}, ValueError, "failure_utility.*'low'"),

@@ -46,7 +46,7 @@ def split_actions(env: LendingOneToOneEnv, batched: dict[str, np.ndarray]) -> di
         ({"min_rate": [0.01, 0.02, 0.9, 0.01, 0.01]}, ValueError, r"min_rate.*0\.9"),
         ({"min_rate": 0.0}, ValueError, "min_rate"),
         ({"willingness": -1.0}, ValueError, r"willingness.*-1\.0"),
-        ({"willingness": 0.0}, ValueError, "willingness.*above 0"),
+        ({"willingness": 0.0}, ValueError, r"willingness.*at least 1e-09.*0\.0"),
         ({"willingness": float("inf")}, ValueError, "willingness.*inf"),
         ({"willingness": "abc"}, ValueError, "willingness.*'abc'"),
         ({"willingness": [1.0, 2.0]}, ValueError, r"willingness.*\(5\).*2 numbers"),
