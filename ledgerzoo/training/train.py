@@ -13,9 +13,18 @@ A run directory holds::
     model.zip          the final model (model_<role>.zip for each role when several learn)
     eval/              metrics.json, metrics.csv, rates.png; learning_curve.png beside it
 
-Every file is written atomically, and ``train(..., resume=True)`` continues a run from its
-final model or newest checkpoint (see :func:`resume_point`). The training instances are
-seeded again from ``train.seed`` on resume, so their episodes do not continue where they were.
+Every file except the TensorBoard logs is written to a temporary file in its directory and
+renamed over its name, so a run killed at any moment leaves each file whole (old or new).
+``train(..., resume=True)`` continues a run from its final model or newest checkpoint (see
+:func:`resume_point`) and drops the rows of progress.csv past that point, which the resumed run
+writes again.
+
+A run with one trained role checkpoints its vector env and random generators too
+(``checkpoints/state_<timesteps>.pkl``). Resumed from such a checkpoint, it continues exactly:
+the same config and seed give the same progress.csv rows, final model and metrics whether or
+not the run was stopped. A run resumed from a model without that state (the final model.zip,
+a checkpoint saved on an interrupt, or a run with several learned roles) seeds its training
+instances again from ``train.seed``, so their episodes do not continue where they were.
 """
 
 from __future__ import annotations
@@ -51,6 +60,9 @@ from ledgerzoo.training.evaluate import (
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"model_(\d+)\.zip$")
+# Temporary files of the atomic writes (write_atomic, save_model_atomic, write_bytes_atomic and
+# the plots), which a killed run can leave behind: ".<name>.<8 characters of tempfile>.<suffix>".
+STALE_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp|png|partial\.zip|partial\.pkl)$")
 PROVENANCE_PACKAGES = (
     "ledgerzoo",
     "numpy",
@@ -123,7 +135,14 @@ def train(
     vec_env = require("stable_baselines3.common.vec_env", "training")
     from ledgerzoo.envs.core.vector import RoleVecEnv
     from ledgerzoo.training.algorithms import algorithm_class
-    from ledgerzoo.training.callbacks import AtomicCheckpointCallback, MarketMetricsCallback
+    from ledgerzoo.training.callbacks import (
+        AtomicCheckpointCallback,
+        MarketMetricsCallback,
+        restore_random_state,
+        restore_training_state,
+        save_model_atomic,
+        trim_progress,
+    )
 
     directory = Path(run_dir) if run_dir is not None else default_run_dir(config, config_path)
     has_run = (directory / "config.yaml").is_file()
@@ -166,25 +185,48 @@ def train(
         training_seeds = [int(seed) for seed in role_env.seed(settings.seed) if seed is not None]
         role_envs[role] = role_env
         venvs[role] = vec_env.VecMonitor(role_env)
+    single = len(roles) == 1
     starts = _resume_models(directory, roles) if resume else {}
-    _write_provenance(directory, config, training_seeds)
+    if resume:
+        _remove_stale_temporaries(directory)
+    # Runs with one learned role resume exactly from a checkpoint with a saved state.
+    states = {role: state for role in starts if (state := _resume_state(starts[role], single))}
+    for role, state in states.items():
+        role_envs[role], venvs[role] = restore_training_state(state)
+    _write_provenance(directory, config, training_seeds, starts, states)
     for role in roles:
         tensorboard_dir = str(directory / "tensorboard")
         if role in starts:
             logger.info("resuming %s from %s", role, starts[role])
-            models[role] = algorithms[role].load(
-                str(starts[role]), env=venvs[role], device=settings.device
+            models[role] = _load_model(
+                algorithms[role], starts[role], venvs[role], role in states, settings.device
             )
             models[role].tensorboard_log = tensorboard_dir
         else:
             models[role] = _new_model(algorithms[role], venvs[role], config, tensorboard_dir)
+    # Loading or building a model seeds the global generators, so they are restored last.
+    for role, state in states.items():
+        if state["timesteps"] != int(models[role].num_timesteps):
+            raise ValueError(
+                f"the training state of {starts[role]} is at {state['timesteps']} agent-steps "
+                f"but the model at {models[role].num_timesteps}; delete the checkpoint to "
+                "resume from an earlier one"
+            )
+        restore_random_state(state)
+    if resume:
+        dropped = trim_progress(
+            directory / "progress.csv",
+            {role: int(models[role].num_timesteps) for role in roles},
+        )
+        if dropped:
+            logger.info("dropped %d rows of progress.csv past the resume point", dropped)
 
-    single = len(roles) == 1
     checkpoints = {
         role: AtomicCheckpointCallback(
             directory / "checkpoints" / ("" if single else role),
             settings.checkpoint_every,
             settings.keep_checkpoints,
+            save_state=single,
         )
         for role in roles
     }
@@ -229,7 +271,7 @@ def train(
                 fresh[role] = False
                 remaining -= int(models[role].num_timesteps) - before
                 if not single:
-                    _save_model(models[role], directory / f"model_{role}.zip")
+                    save_model_atomic(models[role], directory / f"model_{role}.zip")
                 if remaining <= 0:
                     break
     except KeyboardInterrupt:
@@ -239,7 +281,7 @@ def train(
         raise
     elapsed = time.perf_counter() - started
     for role in roles:
-        _save_model(models[role], _model_path(directory, role, single))
+        save_model_atomic(models[role], _model_path(directory, role, single))
     model_path = _model_path(directory, roles[0], single)
     timesteps = sum(int(models[role].num_timesteps) for role in roles)
     _update_provenance(directory, {"train_seconds": elapsed, "timesteps": timesteps})
@@ -350,6 +392,44 @@ def _resume_models(directory: Path, roles: list[str]) -> dict[str, Path]:
     return starts
 
 
+def _load_model(algorithm: Any, path: Path, venv: Any, exact: bool, device: str) -> Any:
+    """Load a role's model to resume training from.
+
+    With ``exact`` the model keeps its last observations, which belong to ``venv``, restored
+    from the same checkpoint. It is loaded without an env and attached afterwards, because
+    loading with an env seeds that env again (SB3 calls ``env.seed(model.seed)``). Otherwise
+    SB3 resets ``venv``, seeded again from train.seed, before training.
+    """
+    if exact:
+        model = algorithm.load(str(path), device=device)
+        model.set_env(venv, force_reset=False)
+        return model
+    return algorithm.load(str(path), env=venv, device=device)
+
+
+def _resume_state(start: Path, single: bool) -> dict[str, Any] | None:
+    """Return the saved training state of a checkpoint a one-role run resumes from, if any."""
+    from ledgerzoo.training.callbacks import load_training_state, training_state_path
+
+    if not single or not CHECKPOINT_PATTERN.search(start.name):
+        return None
+    path = training_state_path(start)
+    if not path.is_file():
+        return None
+    state = load_training_state(path)
+    if state is None:
+        logger.warning("%s has another format version; resuming without it", path)
+    return state
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Delete the temporary files that a killed run left in its directory."""
+    for path in directory.rglob(".*"):
+        if path.is_file() and STALE_TEMPORARY.match(path.name) and "tensorboard" not in path.parts:
+            logger.info("removing %s, left by an interrupted write", path)
+            path.unlink(missing_ok=True)
+
+
 def run_config_path(directory: Path) -> Path:
     """Return the config.yaml of a run directory, or explain that it is not one."""
     path = directory / "config.yaml"
@@ -440,17 +520,18 @@ def linear_schedule(initial: float) -> Any:
     return schedule
 
 
-def _save_model(model: Any, path: Path) -> None:
-    temporary = path.with_name(f".{path.stem}.partial.zip")
-    model.save(str(temporary))
-    os.replace(temporary, path)
-
-
 def _has_progress_bar() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("rich", "tqdm"))
 
 
-def _write_provenance(directory: Path, config: ExperimentConfig, training_seeds: Any) -> None:
+def _write_provenance(
+    directory: Path,
+    config: ExperimentConfig,
+    training_seeds: Any,
+    starts: dict[str, Path],
+    states: dict[str, Any],
+) -> None:
+    """Write provenance.json, keeping the provenance of earlier sessions under "previous"."""
     versions: dict[str, str | None] = {}
     for package in PROVENANCE_PACKAGES:
         try:
@@ -461,7 +542,7 @@ def _write_provenance(directory: Path, config: ExperimentConfig, training_seeds:
     overlap = set(evaluation) & set(int(s) for s in training_seeds)
     if overlap:
         raise ValueError(f"held-out evaluation seeds overlap the training seeds: {sorted(overlap)}")
-    provenance = {
+    provenance: dict[str, Any] = {
         "created": datetime.now(timezone.utc).isoformat(),
         "command": sys.argv,
         "python": sys.version,
@@ -479,6 +560,14 @@ def _write_provenance(directory: Path, config: ExperimentConfig, training_seeds:
             "eval_episode_seeds": evaluation,
         },
     }
+    if starts:
+        provenance["resumed_from"] = {
+            role: {
+                "model": str(path.relative_to(directory)),
+                "exact": role in states,
+            }
+            for role, path in starts.items()
+        }
     previous = _read_json(directory / "provenance.json")
     if previous:
         provenance["previous"] = previous
