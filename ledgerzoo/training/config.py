@@ -1,10 +1,11 @@
 """Experiment configs: YAML files validated into typed objects before anything runs.
 
-A config has three sections::
+A config has three sections, and a fourth for parameter sweeps::
 
     env:    registry name and the env's keyword arguments (its scenario)
     train:  the SB3 algorithm and its settings
     eval:   held-out seeds, rounds to skip, deterministic actions
+    sweep:  (optional) the grid, metrics and figures of ``ledgerzoo sweep``
 
 An unknown key, a wrong type or an infeasible value is a :class:`ConfigError` that names the
 key, the value and what is allowed.
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +30,12 @@ from ledgerzoo import registry
 
 ALGORITHMS = ("PPO", "A2C", "RecurrentPPO", "MaskablePPO")
 LEARNING_RATE_SCHEDULES = ("constant", "linear")
+# Torch device names that train.device accepts.
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|mps|auto")
+# A sweep's figures have one key on the horizontal axis and at most one key whose values
+# give the curves, so a grid has one or two keys.
+MAX_SWEEP_KEYS = 2
+SWEEP_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class ConfigError(ValueError):
@@ -112,16 +121,65 @@ class EvalConfig:
 
 
 @dataclass
+class SweepPlotConfig:
+    """The axes of a sweep's figures; each is a key of the sweep's grid."""
+
+    x: str | None = field(
+        default=None,
+        metadata={"help": "key on the horizontal axis (default: the first number key)"},
+    )
+    curve: str | None = field(
+        default=None, metadata={"help": "key with one curve per value (default: the other key)"}
+    )
+
+
+@dataclass
+class SweepConfig:
+    """A parameter sweep of the experiment (``ledgerzoo sweep``).
+
+    The grid's keys are dotted paths into the config, such as ``env.kwargs.n_lenders``. Only
+    the structure is checked here. :func:`ledgerzoo.training.sweep.sweep` checks that each key
+    exists and validates the config at every grid point.
+    """
+
+    grid: dict[str, list[Any]] = field(
+        metadata={"help": "one or two dotted config keys, each with a list of values"}
+    )
+    metrics: list[str] = field(
+        default_factory=list,
+        metadata={"help": "metrics to report and plot (default: every metric of the market)"},
+    )
+    plot: SweepPlotConfig = field(default_factory=SweepPlotConfig)
+    labels: dict[str, str] = field(
+        default_factory=dict,
+        metadata={"help": "axis labels (with units) by grid key or metric name"},
+    )
+    method: str | None = field(
+        default=None, metadata={"help": "solver method of the market (default: its default)"}
+    )
+    name: str | None = field(
+        default=None, metadata={"help": "name of the output directory (default: the file name)"}
+    )
+
+
+@dataclass
 class ExperimentConfig:
-    """A whole experiment: env, training and evaluation."""
+    """A whole experiment: env, training and evaluation, and optionally a sweep."""
 
     env: EnvConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sweep: SweepConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the config as plain data (the content of a run's config.yaml)."""
-        return dataclasses.asdict(self)
+        """Return the config as plain data (the content of a run's config.yaml).
+
+        A config without a sweep has no ``sweep`` key, so run directories read as before.
+        """
+        data = dataclasses.asdict(self)
+        if self.sweep is None:
+            del data["sweep"]
+        return data
 
 
 def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
@@ -149,14 +207,17 @@ def config_from_dict(data: Any, source: str = "config") -> ExperimentConfig:
         ConfigError: For an unknown key, a wrong type or an infeasible value.
     """
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: expected a mapping with sections env, train, eval")
-    _check_keys(data, {"env", "train", "eval"}, source)
+        raise ConfigError(
+            f"{source}: expected a mapping with sections env, train, eval (and optionally sweep)"
+        )
+    _check_keys(data, {"env", "train", "eval", "sweep"}, source)
     if "env" not in data:
         raise ConfigError(f"{source}: missing section 'env' (with at least env.name)")
     env = _build(EnvConfig, data["env"], f"{source}: env")
     train = _build(TrainConfig, data.get("train") or {}, f"{source}: train")
     evaluation = _build(EvalConfig, data.get("eval") or {}, f"{source}: eval")
-    config = ExperimentConfig(env=env, train=train, eval=evaluation)
+    sweep = None if data.get("sweep") is None else _build_sweep(data["sweep"], f"{source}: sweep")
+    config = ExperimentConfig(env=env, train=train, eval=evaluation, sweep=sweep)
     validate(config, source)
     return config
 
@@ -179,6 +240,18 @@ def validate(config: ExperimentConfig, source: str = "config") -> None:
             f"{source}: train.learning_rate_schedule {train.learning_rate_schedule!r} is not "
             f"supported; use one of {list(LEARNING_RATE_SCHEDULES)}"
         )
+    for key, value in {
+        "train.learning_rate": train.learning_rate,
+        "train.gamma": train.gamma,
+        "train.gae_lambda": train.gae_lambda,
+        "train.clip_range": train.clip_range,
+        "train.ent_coef": train.ent_coef,
+        "train.vf_coef": train.vf_coef,
+        "train.max_grad_norm": train.max_grad_norm,
+        "train.log_std_init": train.log_std_init,
+    }.items():
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: {key} must be a finite number, got {value}")
     positive = {
         "train.total_timesteps": train.total_timesteps,
         "train.num_instances": train.num_instances,
@@ -188,6 +261,8 @@ def validate(config: ExperimentConfig, source: str = "config") -> None:
         "train.learning_rate": train.learning_rate,
         "train.keep_checkpoints": train.keep_checkpoints,
         "train.alternate_rollouts": train.alternate_rollouts,
+        "train.clip_range": train.clip_range,
+        "train.max_grad_norm": train.max_grad_norm,
         "eval.episodes": evaluation.episodes,
     }
     for key, value in positive.items():
@@ -204,9 +279,17 @@ def validate(config: ExperimentConfig, source: str = "config") -> None:
         "train.torch_threads": train.torch_threads,
         "eval.skip_rounds": evaluation.skip_rounds,
         "train.ent_coef": train.ent_coef,
+        "train.vf_coef": train.vf_coef,
+        "train.seed": train.seed,
+        "eval.seed": evaluation.seed,
     }.items():
         if value < 0:
             raise ConfigError(f"{source}: {key} must be at least 0, got {value}")
+    if not DEVICE_PATTERN.fullmatch(train.device):
+        raise ConfigError(
+            f"{source}: train.device {train.device!r} is not a torch device; use cpu, cuda, "
+            "cuda:<index>, mps or auto"
+        )
     if not train.net_arch or any(size <= 0 for size in train.net_arch):
         raise ConfigError(
             f"{source}: train.net_arch must be a list of positive layer sizes, got {train.net_arch}"
@@ -223,6 +306,56 @@ def validate(config: ExperimentConfig, source: str = "config") -> None:
             f"{source}: eval.skip_rounds ({evaluation.skip_rounds}) leaves no round of the "
             f"{max_cycles} in an episode; lower it below env.kwargs.max_cycles"
         )
+
+
+def check_sweep_grid(grid: Any, where: str) -> dict[str, list[Any]]:
+    """Check the structure of a sweep grid and return it as a dict of lists.
+
+    A grid maps one or two keys to non-empty lists of distinct values. Each value is a finite
+    number, a string or a boolean, and a list does not mix numbers with strings or booleans.
+    Whether a key exists in the config is checked by the sweep itself.
+
+    Raises:
+        ConfigError: Naming the key or the value, and the fix.
+    """
+    if not isinstance(grid, Mapping) or not grid:
+        raise ConfigError(
+            f"{where}: expected a mapping from one or two config keys to lists of values, got "
+            f"{grid!r}; for example {{env.kwargs.n_lenders: [2, 5, 10]}}"
+        )
+    if len(grid) > MAX_SWEEP_KEYS:
+        raise ConfigError(
+            f"{where}: a sweep takes one or two keys, got {len(grid)}: {list(grid)}; drop keys "
+            "until two are left"
+        )
+    checked: dict[str, list[Any]] = {}
+    for key, values in grid.items():
+        if not isinstance(key, str) or not key.strip() or any(not part for part in key.split(".")):
+            raise ConfigError(
+                f"{where}: invalid key {key!r}; expected a dotted config key such as "
+                "env.kwargs.n_lenders"
+            )
+        if not isinstance(values, list) or not values:
+            raise ConfigError(
+                f"{where}: {key} needs a non-empty list of values, got {values!r}; for example "
+                f"{key}: [1, 2, 3]"
+            )
+        for value in values:
+            _check_sweep_value(key, value, where)
+        numbers = [_is_number(value) for value in values]
+        if any(numbers) and not all(numbers):
+            raise ConfigError(
+                f"{where}: the values of {key} mix numbers with strings or booleans: {values}; "
+                "give one kind"
+            )
+        distinct: list[Any] = []
+        for value in values:
+            # 1 and 1.0 are the same grid value, but True and 1 are not.
+            if any(_is_number(value) == _is_number(seen) and value == seen for seen in distinct):
+                raise ConfigError(f"{where}: {key} lists the value {value!r} twice; list it once")
+            distinct.append(value)
+        checked[key] = list(values)
+    return checked
 
 
 def save_config(config: ExperimentConfig, path: str | os.PathLike[str]) -> None:
@@ -310,6 +443,91 @@ def _coerce(value: Any, expected: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
     return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_sweep_value(key: str, value: Any, where: str) -> None:
+    if isinstance(value, (bool, str)):
+        if isinstance(value, str) and not value.strip():
+            raise ConfigError(f"{where}: {key} has an empty value; give a number or a name")
+        return
+    if _is_number(value):
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {key} has the value {value}; give a finite number")
+        return
+    raise ConfigError(
+        f"{where}: {key} has the value {value!r}; a sweep sets a number, a string or true/false "
+        "(set ranges and lists in env.kwargs instead)"
+    )
+
+
+def _optional_string(value: Any, where: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(f"{where}: expected a non-empty string or null, got {value!r}")
+    return value
+
+
+def _build_sweep(data: Any, where: str) -> SweepConfig:
+    """Validate the structure of a config's sweep section."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with at least a grid, got {data!r}")
+    _check_keys(data, {f.name for f in dataclasses.fields(SweepConfig)}, where)
+    if "grid" not in data:
+        raise ConfigError(
+            f"{where}: missing key 'grid'; for example grid: {{env.kwargs.n_lenders: [2, 5, 10]}}"
+        )
+    grid = check_sweep_grid(data["grid"], f"{where}.grid")
+
+    metrics = data.get("metrics") or []
+    if not isinstance(metrics, list) or not all(
+        isinstance(metric, str) and metric.strip() for metric in metrics
+    ):
+        raise ConfigError(f"{where}.metrics: expected a list of metric names, got {metrics!r}")
+    repeated = sorted({metric for metric in metrics if metrics.count(metric) > 1})
+    if repeated:
+        raise ConfigError(f"{where}.metrics: {repeated[0]!r} is listed twice; list it once")
+
+    plot_data = data.get("plot") or {}
+    if not isinstance(plot_data, Mapping):
+        raise ConfigError(f"{where}.plot: expected a mapping with x and curve, got {plot_data!r}")
+    _check_keys(plot_data, {"x", "curve"}, f"{where}.plot")
+    plot = SweepPlotConfig(
+        x=_optional_string(plot_data.get("x"), f"{where}.plot.x"),
+        curve=_optional_string(plot_data.get("curve"), f"{where}.plot.curve"),
+    )
+    for axis, key in (("x", plot.x), ("curve", plot.curve)):
+        if key is not None and key not in grid:
+            raise ConfigError(
+                f"{where}.plot.{axis}: {key!r} is not a key of the grid; use one of {list(grid)}"
+            )
+    if plot.x is not None and plot.x == plot.curve:
+        raise ConfigError(f"{where}.plot: x and curve are both {plot.x!r}; give different keys")
+
+    labels = data.get("labels") or {}
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(name, str) and isinstance(text, str) for name, text in labels.items()
+    ):
+        raise ConfigError(
+            f"{where}.labels: expected a mapping from grid keys or metric names to label "
+            f"strings, got {labels!r}"
+        )
+    name = _optional_string(data.get("name"), f"{where}.name")
+    if name is not None and not SWEEP_NAME_PATTERN.fullmatch(name):
+        raise ConfigError(
+            f"{where}.name: {name!r} is not usable in a directory name; use letters, digits, "
+            "'.', '_' and '-'"
+        )
+    return SweepConfig(
+        grid=grid,
+        metrics=list(metrics),
+        plot=plot,
+        labels=dict(labels),
+        method=_optional_string(data.get("method"), f"{where}.method"),
+        name=name,
+    )
 
 
 def _describe_yaml_error(error: yaml.YAMLError) -> str:

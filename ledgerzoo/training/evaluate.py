@@ -241,6 +241,8 @@ def round_metrics(
         metrics[f"equilibrium_utility/{role}"] = equilibrium_utility
         metrics[f"utility_gap/{role}"] = _gap(utility, equilibrium_utility)
 
+    metrics.update(_optimal_lender_metrics(infos))
+
     first = next(iter(infos.values()))
     first_reference = first.get(keys.REFERENCE, {})
     if keys.BORROWER_UTILITY in first and keys.BORROWER_UTILITY in first_reference:
@@ -276,6 +278,23 @@ def round_metrics(
             mine = {agent: info for agent, info in infos.items() if role_of(agent) == role}
             metrics.update(_nash_conv(mine, f"nash_conv/{role}", f"normalized_nash_conv/{role}"))
     return metrics
+
+
+def _optimal_lender_metrics(infos: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """The rate of the lender the borrower took its loan from, in play and at equilibrium
+    (nothing for a market whose lenders carry no ``is_optimal_lender``)."""
+    played = equilibrium = None
+    for info in infos.values():
+        reference = info.get(keys.REFERENCE, {})
+        if keys.IS_OPTIMAL_LENDER not in info or keys.IS_OPTIMAL_LENDER not in reference:
+            continue
+        if bool(info[keys.IS_OPTIMAL_LENDER]):
+            played = float(info[keys.RATE])
+        if bool(reference[keys.IS_OPTIMAL_LENDER]):
+            equilibrium = float(reference[keys.RATE])
+    if played is None or equilibrium is None:
+        return {}
+    return {"optimal_lender_rate": played, "equilibrium_optimal_lender_rate": equilibrium}
 
 
 def _ledger_metrics(infos: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:

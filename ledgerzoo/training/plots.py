@@ -1,4 +1,4 @@
-"""Figures of a run: learned against equilibrium rates, and the learning curve.
+"""Figures of a run (learned against equilibrium rates, the learning curve) and of a sweep.
 
 Matplotlib with the non-interactive Agg backend; files are written atomically.
 """
@@ -16,9 +16,27 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 if TYPE_CHECKING:
     from ledgerzoo.training.evaluate import EvaluationResult
+    from ledgerzoo.training.sweep import SweepResult
+
+# Sizes for a figure printed at about one column of a paper (6 inches wide).
+SWEEP_STYLE: dict[Any, Any] = {
+    "font.size": 11,
+    "axes.labelsize": 12,
+    "axes.titlesize": 11,
+    "legend.fontsize": 10,
+    "legend.title_fontsize": 10,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "lines.linewidth": 1.8,
+}
+# Curves differ in line style as well as color, so they stay apart in grayscale prints.
+SWEEP_LINE_STYLES = ("-", "--", "-.", ":")
+SWEEP_MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 def plot_rates(result: EvaluationResult, path: str | Path) -> Path:
@@ -93,6 +111,80 @@ def plot_learning_curve(progress_csv: str | Path, path: str | Path) -> Path | No
     return _save(fig, Path(path))
 
 
+def plot_sweep(result: SweepResult, metric: str, path: str | Path) -> Path:
+    """Plot one metric of a sweep: the equilibrium as a line per value of the curve key,
+    and trained values, where the sweep has them, as markers with 95% confidence intervals.
+
+    A horizontal axis whose values are not numbers is drawn as evenly spaced categories.
+
+    Returns:
+        The path written.
+    """
+    series = result.series(metric)
+    categorical = any(isinstance(value, (bool, str)) for curve in series for value in curve.x)
+    categories = list(dict.fromkeys(value for curve in series for value in curve.x))
+    with plt.rc_context(SWEEP_STYLE):
+        fig, axes = plt.subplots(figsize=(6.0, 4.2))
+        handles = []
+        for index, curve in enumerate(series):
+            positions = [categories.index(value) for value in curve.x] if categorical else curve.x
+            color = f"C{index % 10}"
+            (line,) = axes.plot(
+                positions,
+                curve.equilibrium,
+                color=color,
+                linestyle=SWEEP_LINE_STYLES[index % len(SWEEP_LINE_STYLES)],
+                marker=SWEEP_MARKERS[index % len(SWEEP_MARKERS)],
+                markersize=4,
+                label=curve.label,
+            )
+            handles.append(line)
+            trained = np.asarray(curve.trained, dtype=np.float64)
+            if np.isfinite(trained).any():
+                errors = np.nan_to_num(np.asarray(curve.trained_ci95, dtype=np.float64))
+                axes.errorbar(
+                    positions,
+                    trained,
+                    yerr=errors,
+                    color=color,
+                    linestyle="none",
+                    marker="X",
+                    markersize=8,
+                    markeredgecolor="black",
+                    markeredgewidth=0.6,
+                    capsize=3,
+                )
+        if any(np.isfinite(np.asarray(c.trained, dtype=np.float64)).any() for c in series):
+            if result.curve is not None:
+                # The curves' entries name the curve values, so one more entry explains
+                # that lines are the equilibrium.
+                handles.append(
+                    Line2D([], [], color="0.35", linestyle="-", label="equilibrium (lines)")
+                )
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="0.35",
+                    linestyle="none",
+                    marker="X",
+                    markersize=8,
+                    label=f"trained {result.algorithm} (markers, 95% CI)",
+                )
+            )
+        if categorical:
+            axes.set_xticks(range(len(categories)), [str(value) for value in categories])
+        elif all(isinstance(value, int) for curve in series for value in curve.x):
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlabel(result.labels[result.x])
+        axes.set_ylabel(result.labels[metric])
+        axes.set_title(f"{result.env_name}: {result.description()}")
+        axes.grid(alpha=0.3)
+        axes.legend(handles=handles, title=result.legend_title(), loc="best", framealpha=0.9)
+        fig.tight_layout()
+        return _save(fig, Path(path), dpi=200)
+
+
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
@@ -100,12 +192,16 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         return list(csv.DictReader(stream))
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path, dpi: int = 150) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
     os.close(handle)
     try:
-        fig.savefig(temporary, dpi=150)
+        fig.savefig(temporary, dpi=dpi)
+        # mkstemp creates the file readable by its owner only; give it the usual mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     finally:
         plt.close(fig)
