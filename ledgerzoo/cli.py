@@ -1,9 +1,9 @@
 """The ``ledgerzoo`` command: a thin layer over :mod:`ledgerzoo.training` and the registry.
 
-Commands: ``train``, ``evaluate``, ``solve``, ``list``. Each calls one documented function
-(:func:`ledgerzoo.training.train.train`, :func:`~ledgerzoo.training.train.evaluate_run`,
+Commands: ``train``, ``evaluate``, ``solve``, ``sweep``, ``list``. Each calls one documented
+function (:func:`ledgerzoo.training.train.train`, :func:`~ledgerzoo.training.train.evaluate_run`,
 :func:`~ledgerzoo.training.evaluate.evaluate_config`, :func:`ledgerzoo.training.solve.solve`,
-:func:`ledgerzoo.list_envs`).
+:func:`ledgerzoo.training.sweep.sweep`, :func:`ledgerzoo.list_envs`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ledgerzoo import __version__, registry
-from ledgerzoo.training.config import ConfigError, load_config
+from ledgerzoo.training.config import ConfigError, ExperimentConfig, load_config
 
 logger = logging.getLogger("ledgerzoo")
 
@@ -77,6 +77,26 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="override train.seed")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    train.add_argument(
+        "--backend",
+        choices=("sb3", "rllib"),
+        default=None,
+        help="training library: sb3 (stable-baselines3, the default) or rllib (Ray RLlib, needs "
+        "ledgerzoo[rllib]); a resumed run keeps the backend it was trained with",
+    )
+    train.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="with --backend rllib: address of an existing Ray cluster, for example "
+        "HEAD:6379 (default: start a local Ray instance)",
+    )
+    train.add_argument(
+        "--num-env-runners",
+        type=int,
+        metavar="K",
+        help="with --backend rllib: Ray actors that sample the envs (default 0: sample in "
+        "this process)",
+    )
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser(
@@ -111,6 +131,38 @@ def _parser() -> argparse.ArgumentParser:
     )
     solve.set_defaults(handler=_solve)
 
+    sweep = commands.add_parser(
+        "sweep",
+        help="equilibrium (and with --train, trained policies) across a grid of config values, "
+        "with a CSV and plots",
+    )
+    sweep.add_argument("config", help="YAML experiment config, with or without a sweep section")
+    sweep.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="sweep a dotted config key over values, for example env.kwargs.n_lenders=2,5,10; "
+        "give one or two. When every key is in the config's sweep.grid, only their values "
+        "change; otherwise the --set keys form the whole grid",
+    )
+    sweep.add_argument(
+        "--train",
+        action="store_true",
+        help="also train each grid point with the config's train section and evaluate it",
+    )
+    sweep.add_argument(
+        "--total-timesteps",
+        type=int,
+        help="with --train: agent-steps per grid point (overrides train.total_timesteps)",
+    )
+    sweep.add_argument(
+        "--method", default=None, help="solver method of the market, as for 'ledgerzoo solve'"
+    )
+    sweep.add_argument("--out", help="output directory (default: runs/sweep-<name>-<UTC time>)")
+    sweep.set_defaults(handler=_sweep)
+
     listing = commands.add_parser("list", help="list the registered environments")
     listing.set_defaults(handler=_list)
     return parser
@@ -137,6 +189,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.seed is not None:
         config.train.seed = args.seed
     validate(config)
+    if _train_backend(args) == "rllib":
+        return _train_rllib(args, config, run_dir)
     result = train(
         config,
         run_dir,
@@ -154,8 +208,69 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_backend(args: argparse.Namespace) -> str:
+    """Return the backend of ``ledgerzoo train``: --backend, else the resumed run's, else sb3.
+
+    Raises:
+        ValueError: If --backend differs from a resumed run's backend, or an RLlib option is
+            given to the SB3 backend.
+    """
+    from ledgerzoo.training.rllib import is_rllib_run
+
+    trained_with = None
+    if args.resume and (Path(args.resume) / "provenance.json").is_file():
+        trained_with = "rllib" if is_rllib_run(args.resume) else "sb3"
+    backend = args.backend or trained_with or "sb3"
+    if trained_with is not None and backend != trained_with:
+        raise ValueError(
+            f"--backend {backend} cannot resume {args.resume!r}, which was trained with "
+            f"--backend {trained_with}"
+        )
+    if backend != "rllib":
+        given = [
+            option
+            for option, value in (
+                ("--address", args.address),
+                ("--num-env-runners", args.num_env_runners),
+            )
+            if value is not None
+        ]
+        if given:
+            verb = "apply" if len(given) > 1 else "applies"
+            raise ValueError(f"{' and '.join(given)} {verb} only with --backend rllib")
+    return backend
+
+
+def _train_rllib(args: argparse.Namespace, config: ExperimentConfig, run_dir: str | None) -> int:
+    from ledgerzoo.training.rllib import train_rllib
+
+    num_env_runners = 0 if args.num_env_runners is None else args.num_env_runners
+    if num_env_runners < 0:
+        raise ValueError(f"invalid --num-env-runners {num_env_runners}: expected 0 or more")
+    result = train_rllib(
+        config,
+        run_dir,
+        config_path=args.config,
+        resume=bool(args.resume),
+        address=args.address,
+        num_env_runners=num_env_runners,
+        progress=not args.no_progress,
+        evaluate_after=not args.no_eval,
+    )
+    print(f"run directory: {result.run_dir}")
+    print(
+        f"checkpoint: {result.checkpoint} ({result.timesteps} agent-steps, "
+        f"{result.env_steps} env steps)"
+    )
+    if result.evaluation is not None:
+        print(result.evaluation.table())
+        print(f"metrics: {result.run_dir / 'eval' / 'metrics.json'}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from ledgerzoo.training.evaluate import evaluate_config
+    from ledgerzoo.training.rllib import evaluate_rllib_run, is_rllib_run
     from ledgerzoo.training.train import evaluate_run
 
     target = Path(args.target)
@@ -168,7 +283,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise ValueError(
                 "--episodes applies to a config; a run uses the episodes of its config"
             )
-        result = evaluate_run(target, args.out)
+        if is_rllib_run(target):
+            result = evaluate_rllib_run(target, args.out)
+        else:
+            result = evaluate_run(target, args.out)
         out = Path(args.out) if args.out else target / "eval"
     else:
         config = load_config(target)
@@ -215,6 +333,29 @@ def _solve(args: argparse.Namespace) -> int:
     if "feasible" in result:
         print(f"raise {'succeeded' if result['feasible'] else 'failed'}")
     print(f"borrower utility {result['borrower_utility']:.5f}, welfare {result['welfare']:.5f}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ledgerzoo.training.sweep import default_sweep_dir, resolve_grid, sweep
+
+    config = load_config(args.config)
+    grid = resolve_grid(config, args.assignments)
+    name = (config.sweep.name if config.sweep is not None else None) or Path(args.config).stem
+    out = Path(args.out) if args.out else default_sweep_dir(name)
+    result = sweep(
+        config,
+        grid,
+        method=args.method,
+        train=args.train,
+        total_timesteps=args.total_timesteps,
+        out_dir=out,
+        name=name,
+    )
+    print(result.table())
+    print(f"sweep directory: {out}")
+    figures = ", ".join(path.name for path in sorted(out.glob("*.png")))
+    print(f"files: sweep.csv, sweep.json, {figures}")
     return 0
 
 
