@@ -29,11 +29,9 @@ import csv
 import functools
 import importlib.util
 import io
-import json
 import logging
 import math
 import os
-import platform
 import re
 import shutil
 import socket
@@ -41,8 +39,6 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +54,12 @@ from ledgerzoo.training.evaluate import (
     evaluate_on_config,
     evaluation_seeds,
     write_results,
+)
+from ledgerzoo.training.provenance import (
+    read_json,
+    run_header,
+    save_provenance,
+    update_provenance,
 )
 
 logger = logging.getLogger(__name__)
@@ -521,7 +523,7 @@ def train_rllib(
             algorithm.stop()
         if started_ray:
             ray.shutdown()
-    _update_provenance(
+    update_provenance(
         directory,
         {
             "train_seconds": elapsed,
@@ -693,7 +695,7 @@ def checkpoint_steps(path: Path) -> int:
 def is_rllib_run(run_dir: str | os.PathLike[str]) -> bool:
     """Check whether a run directory was written by the RLlib backend, as its provenance.json
     records."""
-    return _read_json(Path(run_dir) / "provenance.json").get("backend") == BACKEND
+    return read_json(Path(run_dir) / "provenance.json").get("backend") == BACKEND
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -807,33 +809,15 @@ def _write_provenance(
     num_env_runners: int,
     ray: Any,
 ) -> None:
-    from ledgerzoo.training.train import _git_state
-
-    versions: dict[str, str | None] = {}
-    for package in PROVENANCE_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    provenance: dict[str, Any] = {
-        "created": datetime.now(timezone.utc).isoformat(),
-        "backend": BACKEND,
-        "command": sys.argv,
-        "python": sys.version,
-        "packages": versions,
-        "git": _git_state(),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-        },
-        "ray": {
+    provenance = {"backend": BACKEND, **run_header(PROVENANCE_PACKAGES)}
+    provenance.update(
+        ray={
             "address": address or "local",
             "nodes": sum(1 for node in ray.nodes() if node.get("Alive")),
             "cluster_cpus": ray.cluster_resources().get("CPU"),
             "num_env_runners": num_env_runners,
         },
-        "seeds": {
+        seeds={
             "train_seed": config.train.seed,
             "training_env_seeds": training_env_seeds(config, num_env_runners),
             "eval_seed": config.eval.seed,
@@ -841,24 +825,8 @@ def _write_provenance(
             # RLlib orders agents by string hashing, so a run repeats only with the same value.
             "pythonhashseed": os.environ.get("PYTHONHASHSEED"),
         },
-    }
-    previous = _read_json(directory / "provenance.json")
-    if previous:
-        provenance["previous"] = previous
-    write_atomic(directory / "provenance.json", json.dumps(provenance, indent=2) + "\n")
-
-
-def _update_provenance(directory: Path, values: dict[str, Any]) -> None:
-    provenance = _read_json(directory / "provenance.json")
-    provenance.update(values)
-    write_atomic(directory / "provenance.json", json.dumps(provenance, indent=2) + "\n")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text())
-    return data if isinstance(data, dict) else {}
+    )
+    save_provenance(directory, provenance)
 
 
 def _require_rllib(module: str) -> Any:

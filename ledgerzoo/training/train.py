@@ -30,17 +30,12 @@ instances again from ``train.seed``, so their episodes do not continue where the
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
-import platform
 import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +44,18 @@ import numpy as np
 
 from ledgerzoo import registry
 from ledgerzoo._extras import require
-from ledgerzoo.training.config import ExperimentConfig, load_config, save_config, write_atomic
+from ledgerzoo.training.config import ExperimentConfig, load_config, save_config
 from ledgerzoo.training.evaluate import (
     EvaluationResult,
     evaluate_on_config,
     evaluation_seeds,
     write_results,
+)
+from ledgerzoo.training.provenance import (
+    read_json,
+    run_header,
+    save_provenance,
+    update_provenance,
 )
 
 logger = logging.getLogger(__name__)
@@ -284,7 +285,7 @@ def train(
         save_model_atomic(models[role], _model_path(directory, role, single))
     model_path = _model_path(directory, roles[0], single)
     timesteps = sum(int(models[role].num_timesteps) for role in roles)
-    _update_provenance(directory, {"train_seconds": elapsed, "timesteps": timesteps})
+    update_provenance(directory, {"train_seconds": elapsed, "timesteps": timesteps})
 
     from ledgerzoo.training.plots import plot_learning_curve
 
@@ -447,7 +448,7 @@ def resume_point(run_dir: str | os.PathLike[str]) -> Path | None:
     directory = Path(run_dir)
     checkpoint = latest_checkpoint(directory)
     final = directory / "model.zip"
-    final_steps = _read_json(directory / "provenance.json").get("timesteps")
+    final_steps = read_json(directory / "provenance.json").get("timesteps")
     if final.is_file() and isinstance(final_steps, int):
         checkpoint_steps = -1
         if checkpoint is not None:
@@ -532,34 +533,19 @@ def _write_provenance(
     states: dict[str, Any],
 ) -> None:
     """Write provenance.json, keeping the provenance of earlier sessions under "previous"."""
-    versions: dict[str, str | None] = {}
-    for package in PROVENANCE_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
     evaluation = evaluation_seeds(config.eval.seed, config.eval.episodes)
     overlap = set(evaluation) & set(int(s) for s in training_seeds)
     if overlap:
         raise ValueError(f"held-out evaluation seeds overlap the training seeds: {sorted(overlap)}")
-    provenance: dict[str, Any] = {
-        "created": datetime.now(timezone.utc).isoformat(),
-        "command": sys.argv,
-        "python": sys.version,
-        "packages": versions,
-        "git": _git_state(),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-        },
-        "seeds": {
+    provenance = run_header(PROVENANCE_PACKAGES)
+    provenance.update(
+        seeds={
             "train_seed": config.train.seed,
             "training_instance_seeds": [int(s) for s in training_seeds],
             "eval_seed": config.eval.seed,
             "eval_episode_seeds": evaluation,
-        },
-    }
+        }
+    )
     if starts:
         provenance["resumed_from"] = {
             role: {
@@ -568,47 +554,4 @@ def _write_provenance(
             }
             for role, path in starts.items()
         }
-    previous = _read_json(directory / "provenance.json")
-    if previous:
-        provenance["previous"] = previous
-    write_atomic(directory / "provenance.json", json.dumps(provenance, indent=2) + "\n")
-
-
-def _update_provenance(directory: Path, values: dict[str, Any]) -> None:
-    provenance = _read_json(directory / "provenance.json")
-    provenance.update(values)
-    write_atomic(directory / "provenance.json", json.dumps(provenance, indent=2) + "\n")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text())
-    return data if isinstance(data, dict) else {}
-
-
-def _git_state() -> dict[str, Any] | None:
-    """Return the commit and dirty flag of the git checkout that contains the package, or else
-    of the working directory, when either is one."""
-    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
-        commit = _git(root, "rev-parse", "HEAD")
-        if commit is None:
-            continue
-        status = _git(root, "status", "--porcelain") or ""
-        return {"commit": commit.strip(), "dirty": bool(status.strip()), "checkout": str(root)}
-    return None
-
-
-def _git(root: Path, *arguments: str) -> str | None:
-    """Run a git command in ``root`` and return its output, or None if it fails."""
-    try:
-        completed = subprocess.run(
-            ["git", "-C", str(root), *arguments],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return completed.stdout
+    save_provenance(directory, provenance)
