@@ -62,7 +62,7 @@ def update_provenance(directory: Path, values: dict[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object, or return {} when the file is missing or holds no object."""
+    """Read a JSON object, or return {} when the file is missing or contains no object."""
     if not path.is_file():
         return {}
     data = json.loads(path.read_text())
