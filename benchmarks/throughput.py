@@ -513,6 +513,12 @@ def choose_baseline(
         try:
             layer, seconds = build_timed(lambda: SuperSuitLayer(setting, batch, plan))
             return layer, seconds, ""
+        except ModuleNotFoundError as error:
+            if choice == "supersuit":
+                raise ModuleNotFoundError(
+                    f"{error}; install it with pip install -e '.[dev]' or pass --baseline loop"
+                ) from error
+            reason = "SuperSuit is not installed (pip install -e '.[dev]')"
         except (AssertionError, ValueError, TypeError, AttributeError) as error:
             if choice == "supersuit":
                 raise

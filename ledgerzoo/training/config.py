@@ -27,9 +27,12 @@ from typing import Any, get_type_hints
 import yaml
 
 from ledgerzoo import registry
+from ledgerzoo.envs.core.params import describe_value
 
 ALGORITHMS = ("PPO", "A2C", "RecurrentPPO", "MaskablePPO")
 LEARNING_RATE_SCHEDULES = ("constant", "linear")
+# Largest train.seed and eval.seed.
+MAX_SEED = 2**32 - 1
 # Torch device names that train.device accepts.
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|mps|auto")
 # A sweep's figures have one key on the horizontal axis and at most one key whose values
@@ -285,6 +288,13 @@ def validate(config: ExperimentConfig, source: str = "config") -> None:
     }.items():
         if value < 0:
             raise ConfigError(f"{source}: {key} must be at least 0, got {value}")
+    for key, value in {"train.seed": train.seed, "eval.seed": evaluation.seed}.items():
+        # numpy's legacy seeding, which SB3 calls, takes 32-bit seeds only.
+        if value > MAX_SEED:
+            raise ConfigError(
+                f"{source}: {key} must be at most {MAX_SEED} (2**32 - 1), got "
+                f"{describe_value(value)}"
+            )
     if not DEVICE_PATTERN.fullmatch(train.device):
         raise ConfigError(
             f"{source}: train.device {train.device!r} is not a torch device; use cpu, cuda, "
@@ -449,14 +459,23 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
 def _check_sweep_value(key: str, value: Any, where: str) -> None:
     if isinstance(value, (bool, str)):
         if isinstance(value, str) and not value.strip():
             raise ConfigError(f"{where}: {key} has an empty value; give a number or a name")
         return
     if _is_number(value):
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: {key} has the value {value}; give a finite number")
+        if not _is_finite(value):
+            raise ConfigError(
+                f"{where}: {key} has the value {describe_value(value)}; give a finite number"
+            )
         return
     raise ConfigError(
         f"{where}: {key} has the value {value!r}; a sweep sets a number, a string or true/false "

@@ -29,6 +29,8 @@ import importlib
 import io
 import json
 import math
+import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -560,7 +562,7 @@ def resolve_policy(name: str, seed: int | None = None) -> PolicySource:
         )
     module_name, _, attribute = name.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_user_module(module_name)
     except ImportError as error:
         raise ImportError(
             f"cannot import module {module_name!r} of policy {name!r}: {error}; check that it is "
@@ -577,6 +579,23 @@ def resolve_policy(name: str, seed: int | None = None) -> PolicySource:
     raise ValueError(
         f"{name!r} is neither a Policy (with reset and act) nor a callable that builds one"
     )
+
+
+def _import_user_module(module_name: str) -> Any:
+    """Import a user's module, also from the working directory, as ``python -m`` would.
+
+    The ``ledgerzoo`` console script does not put the working directory on sys.path, so a
+    policy module next to the user's config would not be found without this.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        top = module_name.partition(".")[0]
+        cwd = os.getcwd()
+        if error.name != top or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.insert(0, cwd)
+        return importlib.import_module(module_name)
 
 
 def _checked_factory(

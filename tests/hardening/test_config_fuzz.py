@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ledgerzoo
+from ledgerzoo.envs.core.params import describe_value
 from ledgerzoo.training.config import (
     ConfigError,
     EvalConfig,
@@ -129,6 +130,8 @@ UNTRAINABLE_VALUES: list[tuple[str, str, Any]] = [
     ("train", "seed", -1),
     ("eval", "seed", -1),
     ("train", "device", "tpu"),
+    ("train", "seed", 2**32),
+    ("eval", "seed", 10**400),
 ]
 
 
@@ -149,7 +152,7 @@ def wrong_types(annotation: Any) -> list[Any]:
 
 def value_texts(value: Any) -> set[str]:
     """Ways a message may show a value: its repr, or the repr of one of its items."""
-    texts = {repr(value), str(value)}
+    texts = {repr(value), str(value), describe_value(value)}
     if isinstance(value, (list, tuple)):
         texts |= {repr(item) for item in value}
     if isinstance(value, dict):

@@ -548,3 +548,18 @@ def test_failing_policy_factory_named() -> None:
         evaluate_policy(
             "lending_one_to_one_v0", {}, broken_factory, seeds=[1], policy_name="broken"
         )
+
+
+def test_user_policy_from_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ledgerzoo console script runs without the working directory on sys.path.
+    (tmp_path / "cwd_policies.py").write_text(textwrap.dedent(USER_SOURCE))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", ".")])
+    try:
+        source = resolve_policy("cwd_policies:instance")
+    finally:
+        sys.modules.pop("cwd_policies", None)
+
+    assert isinstance(source, Policy), type(source)

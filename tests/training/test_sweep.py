@@ -428,6 +428,7 @@ def test_total_timesteps_needs_train() -> None:
 # (case id, grid, fragments that the error message must contain)
 INVALID_GRIDS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("unknown env argument", {"env.kwargs.n_lender": [2]}, ("'env.kwargs.n_lender'", "n_lenders")),
+    ("int beyond float range", {"env.kwargs.n_lenders": [10**400]}, ("401 digits", "finite")),
     ("unknown section", {"model.size": [1]}, ("'model.size'", "env.kwargs.")),
     ("env name", {"env.name": ["x"]}, ("'env.name'", "env.kwargs")),
     ("whole kwargs", {"env.kwargs": [1]}, ("'env.kwargs'",)),

@@ -222,6 +222,16 @@ def solve_nash(
     )
 
 
+def profiles_within(game: OffloadingGame, limit: float) -> np.ndarray:
+    """Return whether each instance has at most ``limit`` legal action profiles, (B,) bool.
+
+    The count, a product over devices, overflows integers and floats in large games, so it is
+    compared in log space (with a little slack for rounding, which only matters at the limit).
+    """
+    counts = game.action_mask.sum(axis=2).astype(np.float64)
+    return np.log(counts).sum(axis=1) <= math.log(limit) + 1e-9
+
+
 def social_optimum(game: OffloadingGame, *, max_profiles: int = MAX_PROFILES) -> SocialOptimum:
     """Find the profile of minimum total cost of every instance by exhaustive search.
 

@@ -309,8 +309,7 @@ class OffloadingMarket(BatchedMarket):
             game = game.with_edge_prices(self.pricing.prices)
         self.reference_game = game
         self.nash = equilibrium.solve_nash(game)
-        profiles = np.prod(game.action_mask.sum(axis=2).astype(float), axis=1)
-        if np.all(profiles <= MAX_OPTIMUM_PROFILES):
+        if np.all(equilibrium.profiles_within(game, MAX_OPTIMUM_PROFILES)):
             self.optimum_cost = equilibrium.social_optimum(game).total_cost
             self.optimum_exact = True
         else:
@@ -781,8 +780,7 @@ class OffloadingMarket(BatchedMarket):
             game = game.with_edge_prices(priced.prices)
         nash = equilibrium.solve_nash(game)
         result.update(nash.to_dict(0))
-        profiles = float(np.prod(game.action_mask.sum(axis=2)))
-        if profiles <= equilibrium.MAX_PROFILES:
+        if equilibrium.profiles_within(game, equilibrium.MAX_PROFILES)[0]:
             optimum = equilibrium.social_optimum(game)
             result["social_optimum"] = {
                 "profile": optimum.profile[0].tolist(),
