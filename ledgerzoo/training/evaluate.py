@@ -283,8 +283,8 @@ def round_metrics(
 
 
 def _optimal_lender_metrics(infos: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
-    """The rate of the lender the borrower took its loan from, in play and at equilibrium
-    (nothing for a market whose lenders carry no ``is_optimal_lender``)."""
+    """Return the rate of the lender the borrower took its loan from, in play and at
+    equilibrium, or nothing for a market whose lenders carry no ``is_optimal_lender``."""
     played = equilibrium = None
     for info in infos.values():
         reference = info.get(keys.REFERENCE, {})

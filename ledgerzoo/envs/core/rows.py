@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Longest row that row_sum sums itself. numpy sums longer rows in another order (row_sum
-# differed from it at 130 elements), so they fall back to numpy.
+# Maximum row length that row_sum sums itself. numpy sums longer rows in another order
+# (row_sum differed from it at 130 elements), so they fall back to numpy.
 _PAIRWISE_BLOCK = 128
 _ACCUMULATORS = 8
 # Fewer rows than this are left to numpy, whose per-row cost is small there. The threshold is
@@ -100,7 +100,8 @@ def _transpose_applies(values: np.ndarray) -> bool:
 
 
 def _pairwise_applies(values: np.ndarray) -> bool:
-    """Whether numpy sums each row pairwise along contiguous memory, as :func:`_pairwise_sum` does.
+    """Check whether numpy sums each row pairwise along contiguous memory, as
+    :func:`_pairwise_sum` does.
 
     numpy iterates a row-wise reduction along the row when the row's elements are adjacent in
     memory. For other layouts it may add whole rows elementwise instead, in another order.
